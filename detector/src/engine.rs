@@ -1,0 +1,224 @@
+//! Routing events to shards and running the detectors of each shard.
+//!
+//! The [`Router`] sees every event in stream order: it computes the client
+//! key, classifies the request once, keeps the site-wide population figures
+//! and decides which shard owns the event (and, for login traffic, which
+//! shard owns its target). A [`Shard`] holds the detectors' state for the
+//! keys it owns. The binary runs shards on worker threads; [`Engine`] runs
+//! them inline, for tests, one-core replay and benchmarks. Both give the
+//! same findings.
+
+use crate::classify::{Classifier, RequestClass};
+use crate::config::{ClientKeyMode, ConfigError, DetectionConfig};
+use crate::detector::{Detector, Observation, Role};
+use crate::detectors;
+use crate::event::{mix64, ClientKey, Event};
+use crate::finding::Finding;
+use crate::population::{PopulationTracker, PopulationView};
+use crate::time::EventTime;
+
+/// What the router decided for one event; travels with the event to shards.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Routed {
+    /// The client key.
+    pub key: ClientKey,
+    /// The request class.
+    pub class: RequestClass,
+    /// The shard that owns the client.
+    pub client_shard: usize,
+    /// The shard that owns the event's target, when detectors of distributed
+    /// attacks need to see it (login traffic); `None` otherwise.
+    pub target_shard: Option<usize>,
+}
+
+/// The sequential first stage of detection. See the module docs.
+pub struct Router {
+    classifier: Classifier,
+    population: PopulationTracker,
+    key_mode: ClientKeyMode,
+    ipv6_prefix: u8,
+    shards: usize,
+    lateness_ms: i64,
+    newest: EventTime,
+}
+
+impl Router {
+    /// Builds a router for `shards` shards.
+    pub fn new(cfg: &DetectionConfig, shards: usize) -> Result<Router, ConfigError> {
+        cfg.validate()?;
+        Ok(Router {
+            classifier: Classifier::new(cfg)?,
+            population: PopulationTracker::new(cfg),
+            key_mode: cfg.client_key,
+            ipv6_prefix: cfg.ipv6_prefix,
+            shards: shards.max(1),
+            lateness_ms: i64::try_from(cfg.allowed_lateness_secs.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
+            newest: EventTime::MIN,
+        })
+    }
+
+    /// Routes one event. Call [`Router::take_population_update`] after each
+    /// call and broadcast what it returns to every shard before the event.
+    pub fn route(&mut self, ev: &Event<'_>) -> Routed {
+        let key = match (self.key_mode, ev.identity.as_deref()) {
+            (ClientKeyMode::Identity, Some(id)) if !id.is_empty() => ClientKey::for_identity(id),
+            _ => ClientKey::for_ip(ev.ip, self.ipv6_prefix),
+        };
+        let class = self.classifier.classify(ev);
+        if ev.ts > self.newest {
+            self.newest = ev.ts;
+        }
+        self.population.observe(ev, key, class);
+        let client_shard = self.shard_of(key.stable_hash());
+        let target_shard = class
+            .contains(RequestClass::LOGIN)
+            .then(|| self.shard_of(detectors::target_hash(ev)));
+        Routed {
+            key,
+            class,
+            client_shard,
+            target_shard,
+        }
+    }
+
+    /// The new population view, when it changed since the last call.
+    pub fn take_population_update(&mut self) -> Option<PopulationView> {
+        self.population.take_update()
+    }
+
+    /// Event time up to which every event is assumed to have arrived.
+    pub fn watermark(&self) -> EventTime {
+        if self.newest == EventTime::MIN {
+            EventTime::MIN
+        } else {
+            self.newest.plus_millis(-self.lateness_ms)
+        }
+    }
+
+    /// How many shards events are spread over.
+    pub fn shards(&self) -> usize {
+        self.shards
+    }
+
+    fn shard_of(&self, hash: u64) -> usize {
+        // Multiply-shift instead of `%`: uniform and cheaper.
+        ((u128::from(mix64(hash)) * self.shards as u128) >> 64) as usize
+    }
+}
+
+/// The detectors' state for the keys one shard owns.
+pub struct Shard {
+    detectors: Vec<Box<dyn Detector>>,
+    population: PopulationView,
+}
+
+impl Shard {
+    /// Builds every enabled detector, each sized for `1/shards` of the
+    /// configured client cap.
+    pub fn new(cfg: &DetectionConfig, shards: usize) -> Result<Shard, ConfigError> {
+        Ok(Shard {
+            detectors: detectors::build_all(cfg, shards.max(1))?,
+            population: PopulationView::default(),
+        })
+    }
+
+    /// Applies a population view broadcast by the router.
+    pub fn set_population(&mut self, view: PopulationView) {
+        self.population = view;
+    }
+
+    /// Runs every detector on one event this shard received in `role`.
+    pub fn observe(&mut self, ev: &Event<'_>, routed: &Routed, role: Role, out: &mut Vec<Finding>) {
+        let obs = Observation {
+            event: ev,
+            key: routed.key,
+            class: routed.class,
+            population: &self.population,
+            role,
+        };
+        for d in &mut self.detectors {
+            d.observe(&obs, out);
+        }
+    }
+
+    /// Lets every detector drop state idle at `watermark`.
+    pub fn advance(&mut self, watermark: EventTime, out: &mut Vec<Finding>) {
+        for d in &mut self.detectors {
+            d.advance(watermark, out);
+        }
+    }
+
+    /// Per-detector tracked keys and state bytes.
+    pub fn stats(&self) -> Vec<DetectorStats> {
+        self.detectors
+            .iter()
+            .map(|d| DetectorStats {
+                detector: d.name(),
+                tracked: d.tracked(),
+                state_bytes: d.state_bytes(),
+            })
+            .collect()
+    }
+}
+
+/// Size of one detector's state in one shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DetectorStats {
+    /// Detector name.
+    pub detector: &'static str,
+    /// Keys tracked.
+    pub tracked: usize,
+    /// Approximate bytes held.
+    pub state_bytes: usize,
+}
+
+/// Router and shards run inline on the caller's thread.
+pub struct Engine {
+    router: Router,
+    shards: Vec<Shard>,
+}
+
+impl Engine {
+    /// Builds an engine with `shards` shards (use 1 unless testing that the
+    /// result does not depend on the shard count).
+    pub fn new(cfg: &DetectionConfig, shards: usize) -> Result<Engine, ConfigError> {
+        let shards = shards.max(1);
+        Ok(Engine {
+            router: Router::new(cfg, shards)?,
+            shards: (0..shards)
+                .map(|_| Shard::new(cfg, shards))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// Detects on one event.
+    pub fn observe(&mut self, ev: &Event<'_>, out: &mut Vec<Finding>) {
+        let routed = self.router.route(ev);
+        if let Some(view) = self.router.take_population_update() {
+            for s in &mut self.shards {
+                s.set_population(view);
+            }
+        }
+        self.shards[routed.client_shard].observe(ev, &routed, Role::Client, out);
+        if let Some(t) = routed.target_shard {
+            self.shards[t].observe(ev, &routed, Role::Target, out);
+        }
+    }
+
+    /// Advances every shard to the router's watermark.
+    pub fn advance(&mut self, out: &mut Vec<Finding>) {
+        let wm = self.router.watermark();
+        if wm == EventTime::MIN {
+            return;
+        }
+        for s in &mut self.shards {
+            s.advance(wm, out);
+        }
+    }
+
+    /// Per-shard, per-detector state sizes.
+    pub fn stats(&self) -> Vec<Vec<DetectorStats>> {
+        self.shards.iter().map(Shard::stats).collect()
+    }
+}

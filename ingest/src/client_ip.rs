@@ -1,0 +1,1 @@
+//! Which address is the client, when proxies stand in between.
