@@ -1,5 +1,15 @@
 //! Classifying a request once, so that no detector repeats a pattern match.
+//!
+//! The router runs the [`Classifier`] on every event and hands the resulting
+//! [`RequestClass`] bits to every detector. All pattern matching lives here:
+//! one multi-pattern regex for login routes, one for health checks, and
+//! Aho-Corasick automata for privileged fragments, sensitive files and attack
+//! fragments. Nothing here allocates per event.
 
+use crate::config::{ConfigError, DetectionConfig, LoginRoute};
+use crate::event::{mix64, Event, Method};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex_automata::meta::Regex;
 use std::fmt;
 
 /// What kind of request an event is, as a small bit set.
@@ -12,11 +22,13 @@ pub struct RequestClass(u16);
 impl RequestClass {
     /// No class.
     pub const NONE: RequestClass = RequestClass(0);
-    /// A login / token / password endpoint.
+    /// A login attempt: a login route with a method that submits
+    /// credentials, or a 401 to a request carrying a basic-auth user.
     pub const LOGIN: RequestClass = RequestClass(1 << 0);
     /// An admin, internal, actuator or management route.
     pub const PRIVILEGED: RequestClass = RequestClass(1 << 1);
-    /// A path that names a sensitive file (`/.env`, `/.git/config`, backups).
+    /// A path that names a sensitive file (`/.env`, `/.git/config`, backups)
+    /// or carries a traversal / exploit fragment.
     pub const SENSITIVE_FILE: RequestClass = RequestClass(1 << 2);
     /// A static asset (images, css, js, fonts).
     pub const STATIC: RequestClass = RequestClass(1 << 3);
@@ -26,10 +38,22 @@ impl RequestClass {
     pub const OBJECT_ID: RequestClass = RequestClass(1 << 5);
     /// A request line that is not HTTP, or an HTTP version that does not exist.
     pub const MALFORMED: RequestClass = RequestClass(1 << 6);
+    /// A login attempt that failed (as the route's rule reads the status).
+    pub const AUTH_FAILURE: RequestClass = RequestClass(1 << 7);
+    /// Credentials were accepted: a login that succeeded, or a 2xx to a
+    /// request carrying a basic-auth user.
+    pub const AUTH_SUCCESS: RequestClass = RequestClass(1 << 8);
+    /// The query names an object through an id parameter (`?author=3`).
+    pub const ID_PARAM: RequestClass = RequestClass(1 << 9);
 
     /// Whether every bit of `other` is set.
     pub const fn contains(self, other: RequestClass) -> bool {
         self.0 & other.0 == other.0
+    }
+
+    /// Whether any bit of `other` is set.
+    pub const fn intersects(self, other: RequestClass) -> bool {
+        self.0 & other.0 != 0
     }
 
     /// Sets the bits of `other`.
@@ -62,7 +86,7 @@ impl std::ops::BitOr for RequestClass {
 
 impl fmt::Debug for RequestClass {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const NAMES: [(RequestClass, &str); 7] = [
+        const NAMES: [(RequestClass, &str); 10] = [
             (RequestClass::LOGIN, "LOGIN"),
             (RequestClass::PRIVILEGED, "PRIVILEGED"),
             (RequestClass::SENSITIVE_FILE, "SENSITIVE_FILE"),
@@ -70,6 +94,9 @@ impl fmt::Debug for RequestClass {
             (RequestClass::HEALTH_CHECK, "HEALTH_CHECK"),
             (RequestClass::OBJECT_ID, "OBJECT_ID"),
             (RequestClass::MALFORMED, "MALFORMED"),
+            (RequestClass::AUTH_FAILURE, "AUTH_FAILURE"),
+            (RequestClass::AUTH_SUCCESS, "AUTH_SUCCESS"),
+            (RequestClass::ID_PARAM, "ID_PARAM"),
         ];
         let mut list = f.debug_set();
         for (bit, name) in NAMES {
@@ -81,18 +108,470 @@ impl fmt::Debug for RequestClass {
     }
 }
 
-/// Classifies requests by path patterns. (Placeholder: the detector work
-/// replaces this with configurable login / privileged / sensitive patterns.)
-pub struct Classifier;
+/// How the outcome of one login route is read.
+struct LoginRule {
+    methods: Vec<Method>,
+    failure: Vec<u16>,
+    success: Option<Vec<u16>>,
+}
+
+/// Classifies requests by configurable path patterns. See the module docs.
+pub struct Classifier {
+    login: Option<Regex>,
+    rules: Vec<LoginRule>,
+    health: Option<Regex>,
+    privileged: Option<AhoCorasick>,
+    sensitive: Option<AhoCorasick>,
+    attack: Option<AhoCorasick>,
+    static_exts: Vec<Box<[u8]>>,
+    id_params: Vec<String>,
+    basic_auth_failures: bool,
+}
+
+/// Turns a route glob into a regex matching the end of a path at a segment
+/// boundary: `/api/*/auth` → `(?i)(?:^|/)api/[^/]*/auth/?$`.
+fn glob_to_regex(glob: &str) -> String {
+    let mut re = String::from("(?i)(?:^|/)");
+    let body = glob.trim_start_matches('/').trim_end_matches('/');
+    let mut chars = body.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '*' {
+            if chars.peek() == Some(&'*') {
+                chars.next();
+                re.push_str(".*");
+            } else {
+                re.push_str("[^/]*");
+            }
+        } else {
+            re.push_str(&regex_syntax_escape(c));
+        }
+    }
+    re.push_str("/?$");
+    re
+}
+
+fn regex_syntax_escape(c: char) -> String {
+    let mut s = String::new();
+    if "\\.+*?()|[]{}^$#&-~".contains(c) {
+        s.push('\\');
+    }
+    s.push(c);
+    s
+}
+
+fn build_regex(field: &'static str, globs: &[String]) -> Result<Option<Regex>, ConfigError> {
+    if globs.is_empty() {
+        return Ok(None);
+    }
+    let pats: Vec<String> = globs.iter().map(|g| glob_to_regex(g)).collect();
+    for (g, p) in globs.iter().zip(&pats) {
+        // Validate each one with `regex` first, for an error that names it.
+        regex::Regex::new(p).map_err(|source| ConfigError::BadPattern {
+            field,
+            pattern: g.clone(),
+            source,
+        })?;
+    }
+    Regex::new_many(&pats)
+        .map(Some)
+        .map_err(|e| ConfigError::BadList {
+            field,
+            reason: e.to_string(),
+        })
+}
+
+fn build_ac(
+    field: &'static str,
+    items: &[String],
+    kind: MatchKind,
+) -> Result<Option<AhoCorasick>, ConfigError> {
+    let items: Vec<&str> = items
+        .iter()
+        .map(String::as_str)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if items.is_empty() {
+        return Ok(None);
+    }
+    AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .match_kind(kind)
+        .build(items)
+        .map(Some)
+        .map_err(|e| ConfigError::BadList {
+            field,
+            reason: e.to_string(),
+        })
+}
+
+fn concat<T: Clone>(a: &[T], b: &[T]) -> Vec<T> {
+    a.iter().chain(b).cloned().collect()
+}
 
 impl Classifier {
     /// Builds the classifier from the detection config.
-    pub fn new(_cfg: &crate::config::DetectionConfig) -> Result<Self, crate::config::ConfigError> {
-        Ok(Classifier)
+    pub fn new(cfg: &DetectionConfig) -> Result<Self, ConfigError> {
+        let c = &cfg.credential_stuffing;
+        let p = &cfg.privilege_probing;
+        let routes: Vec<LoginRoute> = concat(&c.login_routes, &c.extra_login_routes);
+        let globs: Vec<String> = routes.iter().map(|r| r.pattern.clone()).collect();
+        let rules = routes
+            .iter()
+            .map(|r| LoginRule {
+                methods: r
+                    .methods
+                    .iter()
+                    .map(|m| Method::parse(m.to_ascii_uppercase().as_bytes()))
+                    .collect(),
+                failure: r
+                    .failure_status
+                    .clone()
+                    .unwrap_or_else(|| c.failure_status.clone()),
+                success: r.success_status.clone(),
+            })
+            .collect();
+        let health = concat(
+            &cfg.classify.health_checks,
+            &cfg.classify.extra_health_checks,
+        );
+        Ok(Classifier {
+            login: build_regex("credential_stuffing.login_routes", &globs)?,
+            rules,
+            health: build_regex("classify.health_checks", &health)?,
+            privileged: build_ac(
+                "privilege_probing.privileged_routes",
+                &concat(&p.privileged_routes, &p.extra_privileged_routes),
+                MatchKind::LeftmostFirst,
+            )?,
+            sensitive: build_ac(
+                "privilege_probing.sensitive_files",
+                &concat(&p.sensitive_files, &p.extra_sensitive_files),
+                MatchKind::Standard,
+            )?,
+            attack: build_ac(
+                "privilege_probing.attack_fragments",
+                &concat(&p.attack_fragments, &p.extra_attack_fragments),
+                MatchKind::LeftmostFirst,
+            )?,
+            static_exts: cfg
+                .classify
+                .static_extensions
+                .iter()
+                .map(|e| {
+                    e.trim_start_matches('.')
+                        .to_ascii_lowercase()
+                        .into_bytes()
+                        .into()
+                })
+                .collect(),
+            id_params: p.id_params.clone(),
+            basic_auth_failures: c.basic_auth_failures,
+        })
     }
 
     /// Classifies one event.
-    pub fn classify(&self, _ev: &crate::event::Event<'_>) -> RequestClass {
-        RequestClass::NONE
+    pub fn classify(&self, ev: &Event<'_>) -> RequestClass {
+        let mut class = RequestClass::NONE;
+        let path = ev.path.as_ref();
+        if ev.method == Method::Invalid || !(path.starts_with('/') || path == "*") {
+            // Not HTTP, or an absolute-URI / garbage request line: nothing
+            // else about the "path" is meaningful.
+            class.insert(RequestClass::MALFORMED);
+            if let Some(a) = &self.attack {
+                if a.is_match(path) {
+                    class.insert(RequestClass::SENSITIVE_FILE);
+                }
+            }
+            return class;
+        }
+        if self.is_static(path) {
+            class.insert(RequestClass::STATIC);
+        }
+        if let Some(h) = &self.health {
+            if h.is_match(path) {
+                class.insert(RequestClass::HEALTH_CHECK);
+            }
+        }
+        if let Some(pr) = &self.privileged {
+            if pr.is_match(path) {
+                class.insert(RequestClass::PRIVILEGED);
+            }
+        }
+        if self.is_sensitive(path)
+            || self
+                .attack
+                .as_ref()
+                .is_some_and(|a| a.is_match(path) || a.is_match(ev.query.as_ref()))
+        {
+            class.insert(RequestClass::SENSITIVE_FILE);
+        }
+        if let Some(obj) = object_ref(path, &ev.query, &self.id_params) {
+            class.insert(if obj.from_param {
+                RequestClass::ID_PARAM
+            } else {
+                RequestClass::OBJECT_ID
+            });
+        }
+        self.classify_login(ev, &mut class);
+        class
+    }
+
+    fn classify_login(&self, ev: &Event<'_>, class: &mut RequestClass) {
+        if let Some(m) = self.login.as_ref().and_then(|re| re.find(ev.path.as_ref())) {
+            let rule = &self.rules[m.pattern().as_usize()];
+            if rule.methods.is_empty() || rule.methods.contains(&ev.method) {
+                class.insert(RequestClass::LOGIN);
+                if rule.failure.contains(&ev.status) {
+                    class.insert(RequestClass::AUTH_FAILURE);
+                } else if match &rule.success {
+                    Some(s) => s.contains(&ev.status),
+                    None => ev.is_success(),
+                } {
+                    class.insert(RequestClass::AUTH_SUCCESS);
+                }
+                return;
+            }
+        }
+        if ev.user.as_deref().is_some_and(|u| !u.is_empty()) {
+            if ev.status == 401 && self.basic_auth_failures {
+                class.insert(RequestClass::LOGIN | RequestClass::AUTH_FAILURE);
+            } else if (200..300).contains(&ev.status) {
+                class.insert(RequestClass::AUTH_SUCCESS);
+            }
+        }
+    }
+
+    fn is_static(&self, path: &str) -> bool {
+        let last = path.rsplit('/').next().unwrap_or("");
+        let Some(dot) = last.rfind('.') else {
+            return false;
+        };
+        let ext = &last.as_bytes()[dot + 1..];
+        self.static_exts
+            .iter()
+            .any(|e| e.len() == ext.len() && e.eq_ignore_ascii_case(ext))
+    }
+
+    fn is_sensitive(&self, path: &str) -> bool {
+        let Some(ac) = &self.sensitive else {
+            return false;
+        };
+        let path = path.trim_end_matches('/');
+        ac.find_overlapping_iter(path)
+            .any(|m| m.end() == path.len())
+    }
+}
+
+/// One object a request addresses: the route it lives under and its id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObjectRef {
+    /// Hash of the route with the id taken out (`/api/users/{}/orders`, or
+    /// the path plus the parameter name).
+    pub route_hash: u64,
+    /// Hash of the id.
+    pub id_hash: u64,
+    /// The id as a number, when it is one (for sequence checks).
+    pub numeric: Option<u64>,
+    /// Whether the id came from a query parameter rather than the path.
+    pub from_param: bool,
+}
+
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn is_id_segment(seg: &str) -> Option<Option<u64>> {
+    let b = seg.as_bytes();
+    if b.is_empty() {
+        return None;
+    }
+    if b.len() <= 19 && b.iter().all(u8::is_ascii_digit) {
+        return Some(seg.parse().ok());
+    }
+    let hexish = b.iter().all(|c| c.is_ascii_hexdigit() || *c == b'-');
+    let digits = b.iter().filter(|c| c.is_ascii_digit()).count();
+    if hexish && b.len() >= 16 && digits >= 4 {
+        return Some(None);
+    }
+    None
+}
+
+/// The object a request addresses: the last id-like path segment (all
+/// digits, a UUID or a long hex string), else an `id_params` query
+/// parameter. Shared by the classifier and the probing detector so both read
+/// ids the same way.
+pub fn object_ref(path: &str, query: &str, id_params: &[String]) -> Option<ObjectRef> {
+    // Last id-like segment.
+    let mut end = path.len();
+    let bytes = path.as_bytes();
+    while end > 0 {
+        let start = memchr::memrchr(b'/', &bytes[..end]).map_or(0, |i| i + 1);
+        if let Some(numeric) = is_id_segment(&path[start..end]) {
+            let mut h = fnv(FNV_OFFSET, &bytes[..start]);
+            h = fnv(h, b"{}");
+            h = fnv(h, &bytes[end..]);
+            return Some(ObjectRef {
+                route_hash: mix64(h),
+                id_hash: crate::event::stable_hash(&bytes[start..end]),
+                numeric,
+                from_param: false,
+            });
+        }
+        if start == 0 {
+            break;
+        }
+        end = start - 1;
+    }
+    if query.is_empty() || id_params.is_empty() {
+        return None;
+    }
+    for pair in query.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if v.is_empty() || !id_params.iter().any(|p| p.eq_ignore_ascii_case(k)) {
+            continue;
+        }
+        let mut h = fnv(FNV_OFFSET, path.as_bytes());
+        h = fnv(h, b"?");
+        h = fnv(h, k.as_bytes());
+        return Some(ObjectRef {
+            route_hash: mix64(h),
+            id_hash: crate::event::stable_hash(v.as_bytes()),
+            numeric: v.parse().ok(),
+            from_param: true,
+        });
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::EventTime;
+    use std::borrow::Cow;
+
+    fn ev(method: Method, path: &'static str, status: u16) -> Event<'static> {
+        let mut e = Event::new(EventTime::from_secs(0), "1.2.3.4".parse().unwrap());
+        e.method = method;
+        e.path = Cow::Borrowed(path);
+        e.status = status;
+        e
+    }
+
+    fn classify(e: &Event<'_>) -> RequestClass {
+        Classifier::new(&DetectionConfig::default())
+            .unwrap()
+            .classify(e)
+    }
+
+    #[test]
+    fn login_routes_match_at_segment_boundaries() {
+        let c = Classifier::new(&DetectionConfig::default()).unwrap();
+        for p in [
+            "/login",
+            "/api/v1/login",
+            "/LOGIN/",
+            "/api/v2/auth",
+            "/oauth/token",
+        ] {
+            assert!(
+                c.classify(&ev(Method::Post, p, 401))
+                    .contains(RequestClass::LOGIN | RequestClass::AUTH_FAILURE),
+                "{p}"
+            );
+        }
+        for p in ["/blogin", "/login/help", "/api/auth/extra/deep"] {
+            assert!(
+                !c.classify(&ev(Method::Post, p, 401))
+                    .contains(RequestClass::LOGIN),
+                "{p}"
+            );
+        }
+        // Viewing the form is not an attempt.
+        assert!(!c
+            .classify(&ev(Method::Get, "/login", 200))
+            .contains(RequestClass::LOGIN));
+    }
+
+    #[test]
+    fn wordpress_login_reads_200_as_failure_and_302_as_success() {
+        let f = classify(&ev(Method::Post, "/wp-login.php", 200));
+        assert!(f.contains(RequestClass::LOGIN | RequestClass::AUTH_FAILURE));
+        let s = classify(&ev(Method::Post, "/wp-login.php", 302));
+        assert!(s.contains(RequestClass::LOGIN | RequestClass::AUTH_SUCCESS));
+        assert!(!s.contains(RequestClass::AUTH_FAILURE));
+    }
+
+    #[test]
+    fn basic_auth_401_with_a_user_is_a_failed_login_anywhere() {
+        let mut e = ev(Method::Get, "/reports/q3", 401);
+        e.user = Some(Cow::Borrowed("bob"));
+        assert!(classify(&e).contains(RequestClass::LOGIN | RequestClass::AUTH_FAILURE));
+        e.status = 200;
+        let c = classify(&e);
+        assert!(c.contains(RequestClass::AUTH_SUCCESS) && !c.contains(RequestClass::LOGIN));
+        e.user = None;
+        e.status = 401;
+        assert!(!classify(&e).contains(RequestClass::LOGIN));
+    }
+
+    #[test]
+    fn privileged_sensitive_static_health() {
+        assert!(
+            classify(&ev(Method::Get, "/api/Admin/users", 403)).contains(RequestClass::PRIVILEGED)
+        );
+        assert!(classify(&ev(Method::Get, "/actuator/env", 404)).contains(RequestClass::PRIVILEGED));
+        for p in [
+            "/.env",
+            "/app/.git/config",
+            "/db/dump.sql",
+            "/wp-config.php.bak",
+            "/a/../../etc/passwd",
+        ] {
+            assert!(
+                classify(&ev(Method::Get, p, 404)).contains(RequestClass::SENSITIVE_FILE),
+                "{p}"
+            );
+        }
+        assert!(
+            !classify(&ev(Method::Get, "/environment", 200)).contains(RequestClass::SENSITIVE_FILE)
+        );
+        assert!(classify(&ev(Method::Get, "/img/logo.PNG", 200)).contains(RequestClass::STATIC));
+        assert!(!classify(&ev(Method::Get, "/api/png", 200)).contains(RequestClass::STATIC));
+        assert!(classify(&ev(Method::Get, "/healthz", 200)).contains(RequestClass::HEALTH_CHECK));
+        assert!(
+            classify(&ev(Method::Get, "/svc/a/health", 200)).contains(RequestClass::HEALTH_CHECK)
+        );
+    }
+
+    #[test]
+    fn malformed_request_lines() {
+        assert!(classify(&ev(Method::Invalid, "\\x16\\x03\\x01", 400))
+            .contains(RequestClass::MALFORMED));
+        assert!(classify(&ev(Method::Get, "http://example.com/", 400))
+            .contains(RequestClass::MALFORMED));
+        assert!(!classify(&ev(Method::Get, "/", 200)).contains(RequestClass::MALFORMED));
+    }
+
+    #[test]
+    fn object_ids_from_path_and_query() {
+        let ids = vec!["author".to_string()];
+        let a = object_ref("/api/users/17/orders", "", &ids).unwrap();
+        let b = object_ref("/api/users/18/orders", "", &ids).unwrap();
+        assert_eq!(a.route_hash, b.route_hash);
+        assert_ne!(a.id_hash, b.id_hash);
+        assert_eq!(a.numeric, Some(17));
+        let u = object_ref("/v1/doc/3f2a9c1e-7b4d-4e8a-9c2b-1d2e3f4a5b6c", "", &ids).unwrap();
+        assert_eq!(u.numeric, None);
+        let q = object_ref("/", "author=3", &ids).unwrap();
+        assert!(q.from_param);
+        assert_eq!(q.numeric, Some(3));
+        assert!(object_ref("/about/team", "page=2", &ids).is_none());
+        assert!(classify(&ev(Method::Get, "/users/5", 403)).contains(RequestClass::OBJECT_ID));
     }
 }

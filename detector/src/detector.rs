@@ -25,6 +25,9 @@ pub struct Observation<'e, 'a> {
     pub event: &'e Event<'a>,
     /// The client key the event belongs to.
     pub key: ClientKey,
+    /// The event's effective time (see [`crate::Routed::time`]): what
+    /// detectors use as "now", never the wall clock.
+    pub now: EventTime,
     /// What kind of request it is (login, privileged route, sensitive file…),
     /// classified once by the router.
     pub class: RequestClass,

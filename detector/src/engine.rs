@@ -22,6 +22,10 @@ use crate::time::EventTime;
 pub struct Routed {
     /// The client key.
     pub key: ClientKey,
+    /// The event's effective time: its own, or the router's watermark when
+    /// it arrived later than the allowed lateness (so a very late event
+    /// cannot see state that the watermark already expired).
+    pub time: EventTime,
     /// The request class.
     pub class: RequestClass,
     /// The shard that owns the client.
@@ -66,16 +70,18 @@ impl Router {
             _ => ClientKey::for_ip(ev.ip, self.ipv6_prefix),
         };
         let class = self.classifier.classify(ev);
+        let time = ev.ts.max(self.watermark());
         if ev.ts > self.newest {
             self.newest = ev.ts;
         }
-        self.population.observe(ev, key, class);
+        self.population.observe(time, key, class);
         let client_shard = self.shard_of(key.stable_hash());
         let target_shard = class
             .contains(RequestClass::LOGIN)
             .then(|| self.shard_of(detectors::target_hash(ev)));
         Routed {
             key,
+            time,
             class,
             client_shard,
             target_shard,
@@ -133,6 +139,7 @@ impl Shard {
         let obs = Observation {
             event: ev,
             key: routed.key,
+            now: routed.time,
             class: routed.class,
             population: &self.population,
             role,

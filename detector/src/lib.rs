@@ -9,15 +9,19 @@
 //! This crate is the leaf of the workspace: it must not depend on any other
 //! gatewatch crate.
 
+pub mod baseline;
 pub mod classify;
 pub mod config;
 pub mod detector;
 pub mod detectors;
 pub mod engine;
+pub mod episode;
 pub mod event;
 pub mod finding;
 pub mod population;
+pub mod table;
 pub mod time;
+pub mod window;
 
 pub use classify::RequestClass;
 pub use config::DetectionConfig;

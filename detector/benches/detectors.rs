@@ -1,0 +1,3 @@
+//! Detector benchmarks (filled in below).
+
+fn main() {}

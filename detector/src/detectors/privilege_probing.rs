@@ -1,0 +1,428 @@
+//! `privilege_probing`: a client reaching for what it is not allowed to see.
+//!
+//! State is created for a client by its first *suspicious* request: a
+//! 400/401/403/404/405 on a non-static path, a malformed request line, a
+//! sensitive-file or traversal request (any status), or an id-parameter
+//! request (`?author=3`). From then on every non-static request of the
+//! client is counted, so ratios are honest. Over a sliding window
+//! (`window_secs`) it keeps:
+//!
+//! * distinct **privileged** paths denied (401/403/404) and privileged
+//!   requests that succeeded: `admin_paths` distinct denials, with denials
+//!   outnumbering successes two to one, is an **admin probe** (an admin
+//!   whose session expired, among many 2xx, is not);
+//! * distinct **sensitive-file** / traversal requests: `sensitive_paths` of
+//!   them is a **sensitive-file scan** (high when one was served 2xx);
+//! * the current **object walk**: the route with its id taken out
+//!   (`/api/users/{}/orders`), distinct ids, denials and near-sequential
+//!   steps: `object_ids` distinct ids mostly denied (BOLA), or
+//!   `sequential_ids` walked in order whatever the statuses, is an **object
+//!   walk**; `id_param_values` distinct values of an id parameter is an **ID
+//!   enumeration**;
+//! * distinct denied / malformed paths against all requests:
+//!   `enum_paths` of them, at a denied share of at least `min_denied_ratio`,
+//!   is a **path enumeration** (crawlers, which mostly get 200s, stay quiet).
+//!
+//! One finding per client episode carries every technique seen; the episode
+//! ends when the client has sent nothing suspicious for a whole window.
+
+use crate::classify::{object_ref, ObjectRef, RequestClass};
+use crate::config::{DetectionConfig, PrivilegeProbingConfig};
+use crate::detector::{Detector, Observation, Role};
+use crate::detectors::{client_display, hash_str, idle_ms, ms, shard_cap};
+use crate::episode::{Episode, Samples};
+use crate::finding::{Finding, IncidentKind, Severity};
+use crate::table::ClientTable;
+use crate::time::EventTime;
+use crate::window::{bucket_of, BucketWindow, Distinct64, DistinctWindow};
+use serde_json::json;
+
+/// The detector's name in findings and config.
+pub const NAME: &str = "privilege_probing";
+
+const ADMIN: u8 = 1;
+const SENSITIVE: u8 = 2;
+const OBJECT: u8 = 4;
+const IDENUM: u8 = 8;
+const ENUM: u8 = 16;
+
+/// Technique names, strongest first (the first one present names the finding).
+const TECHNIQUES: [(u8, &str); 5] = [
+    (OBJECT, "object_walk"),
+    (SENSITIVE, "sensitive_files"),
+    (ADMIN, "admin_probe"),
+    (IDENUM, "id_enumeration"),
+    (ENUM, "path_enumeration"),
+];
+
+const WIN_N: usize = 6;
+
+/// One walk over the objects of one route.
+#[derive(Clone, Copy, Debug, Default)]
+struct Walk {
+    route: u32,
+    ids: Distinct64,
+    n: u16,
+    denied: u16,
+    seq: u16,
+    last: u32,
+    sticky: u8,
+}
+
+impl Walk {
+    fn update(&mut self, r: &ObjectRef, denied: bool) {
+        let route = r.route_hash as u32;
+        if self.n == 0 || self.route != route {
+            if self.n > 0 && self.sticky > 0 {
+                // Another route: the current walk holds unless it keeps
+                // losing (a one-counter heavy hitter).
+                self.sticky -= 1;
+                return;
+            }
+            *self = Walk {
+                route,
+                ..Walk::default()
+            };
+        }
+        self.sticky = (self.sticky + 1).min(8);
+        self.n = self.n.saturating_add(1);
+        self.ids.insert(r.id_hash);
+        if denied {
+            self.denied = self.denied.saturating_add(1);
+        }
+        if let Some(id) = r.numeric {
+            let id = id as u32;
+            if self.n > 1 && id != self.last && id.abs_diff(self.last) <= 3 {
+                self.seq = self.seq.saturating_add(1);
+            }
+            self.last = id;
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct ProbeState {
+    total: BucketWindow<WIN_N>,
+    denied: BucketWindow<WIN_N>,
+    enum_paths: DistinctWindow,
+    admin_paths: DistinctWindow,
+    sensitive: DistinctWindow,
+    admin_denied: u16,
+    admin_ok: u16,
+    exposed: u16,
+    /// Denials seen: 400, 401, 403, 404, other.
+    statuses: [u16; 5],
+    walk: Walk,
+    param: Walk,
+    techniques: u8,
+    ep: Episode,
+    samples: Option<Box<Samples<5>>>,
+}
+
+/// See the module docs.
+pub struct PrivilegeProbing {
+    p: Params,
+    table: ClientTable<ProbeState>,
+}
+
+struct Params {
+    cfg: PrivilegeProbingConfig,
+    bucket_ms: i64,
+    gen_ms: i64,
+}
+
+impl PrivilegeProbing {
+    /// Builds the detector for one of `shards` shards.
+    pub fn new(cfg: &DetectionConfig, shards: usize) -> PrivilegeProbing {
+        let p = &cfg.privilege_probing;
+        let window = ms(p.window_secs);
+        PrivilegeProbing {
+            p: Params {
+                cfg: p.clone(),
+                bucket_ms: (window / WIN_N as i64).max(1),
+                gen_ms: (window / 2).max(1),
+            },
+            table: ClientTable::new(shard_cap(cfg, shards), idle_ms(cfg).max(window)),
+        }
+    }
+}
+
+fn ratio(a: u32, b: u32) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        f64::from(a) / f64::from(b)
+    }
+}
+
+impl Params {
+    fn observe(
+        &self,
+        st: &mut ProbeState,
+        obs: &Observation<'_, '_>,
+        suspicious: bool,
+        out: &mut Vec<Finding>,
+    ) {
+        let ev = obs.event;
+        let class = obs.class;
+        let now = obs.now;
+        let b = bucket_of(now.millis(), self.bucket_ms);
+        let gen = bucket_of(now.millis(), self.gen_ms);
+        let status = ev.status;
+        let is_static = class.contains(RequestClass::STATIC);
+        let malformed = class.contains(RequestClass::MALFORMED);
+        let denied = matches!(status, 401 | 403 | 404);
+        let ok = (200..300).contains(&status);
+
+        if suspicious && st.total.sum(b) == 0 {
+            // Quiet for a whole window: a new episode.
+            *st = ProbeState {
+                total: st.total,
+                denied: st.denied,
+                enum_paths: st.enum_paths,
+                admin_paths: st.admin_paths,
+                sensitive: st.sensitive,
+                ep: Episode::starting(now),
+                ..ProbeState::default()
+            };
+        }
+        if !is_static {
+            st.total.add(b, 1);
+        }
+        let enum_hit = malformed || (!is_static && matches!(status, 400 | 401 | 403 | 404 | 405));
+        if enum_hit {
+            st.denied.add(b, 1);
+            st.enum_paths.insert(gen, hash_str(&ev.path));
+            let i = match status {
+                400 => 0,
+                401 => 1,
+                403 => 2,
+                404 => 3,
+                _ => 4,
+            };
+            st.statuses[i] = st.statuses[i].saturating_add(1);
+        }
+        if class.contains(RequestClass::PRIVILEGED) && !malformed {
+            if denied {
+                st.admin_paths.insert(gen, hash_str(&ev.path));
+                st.admin_denied = st.admin_denied.saturating_add(1);
+            } else if ok {
+                st.admin_ok = st.admin_ok.saturating_add(1);
+            }
+        }
+        if class.contains(RequestClass::SENSITIVE_FILE) {
+            st.sensitive.insert(
+                gen,
+                hash_str(&ev.path) ^ crate::event::mix64(hash_str(&ev.query)),
+            );
+            if ok && !is_static {
+                st.exposed = st.exposed.saturating_add(1);
+            }
+        }
+        let walked = class.intersects(RequestClass::OBJECT_ID | RequestClass::ID_PARAM);
+        if walked {
+            if let Some(r) = object_ref(&ev.path, &ev.query, &self.cfg.id_params) {
+                if r.from_param {
+                    st.param.update(&r, denied);
+                } else {
+                    st.walk.update(&r, denied);
+                }
+            }
+        }
+        if suspicious {
+            st.ep.events = st.ep.events.saturating_add(1);
+            if st.ep.events >= 2 {
+                let s = st.samples.get_or_insert_with(Box::default);
+                if ev.query.is_empty() {
+                    s.offer(&ev.path);
+                } else {
+                    let mut p = String::with_capacity(ev.path.len() + 1 + ev.query.len());
+                    p.push_str(&ev.path);
+                    p.push('?');
+                    p.push_str(&ev.query);
+                    s.offer(&p);
+                }
+            }
+        }
+        if !(suspicious || walked) {
+            return;
+        }
+
+        let c = &self.cfg;
+        let mut t = 0u8;
+        if st.admin_paths.estimate(gen) >= c.admin_paths
+            && u32::from(st.admin_denied) > 2 * u32::from(st.admin_ok)
+        {
+            t |= ADMIN;
+        }
+        if st.sensitive.estimate(gen) >= c.sensitive_paths {
+            t |= SENSITIVE;
+        }
+        let ids = st.walk.ids.estimate();
+        let w = &st.walk;
+        if (ids >= c.object_ids && 2 * u32::from(w.denied) >= u32::from(w.n))
+            || (ids >= c.sequential_ids && 5 * u32::from(w.seq) >= 4 * u32::from(w.n))
+        {
+            t |= OBJECT;
+        }
+        if st.param.ids.estimate() >= c.id_param_values {
+            t |= IDENUM;
+        }
+        if st.enum_paths.estimate(gen) >= c.enum_paths
+            && ratio(st.denied.sum(b), st.total.sum(b)) >= c.min_denied_ratio
+        {
+            t |= ENUM;
+        }
+        st.techniques |= t;
+        if st.techniques == 0 {
+            return;
+        }
+        let severity = self.severity(st, gen);
+        if st.ep.is_news(severity, st.techniques) {
+            st.ep.mark_emitted(severity, st.techniques);
+            out.push(self.finding(obs, st, b, gen, severity));
+        }
+    }
+
+    fn severity(&self, st: &ProbeState, gen: u32) -> Severity {
+        let t = st.techniques;
+        let mut s = Severity::Low;
+        if t & (ADMIN | IDENUM | SENSITIVE) != 0 {
+            s = Severity::Medium;
+        }
+        if t & ENUM != 0 && st.enum_paths.estimate(gen) >= 5 * self.cfg.enum_paths {
+            s = s.max(Severity::Medium);
+        }
+        if t & OBJECT != 0 || (t & SENSITIVE != 0 && st.exposed > 0) {
+            s = Severity::High;
+        }
+        s
+    }
+
+    fn finding(
+        &self,
+        obs: &Observation<'_, '_>,
+        st: &ProbeState,
+        b: u32,
+        gen: u32,
+        severity: Severity,
+    ) -> Finding {
+        let key = client_display(obs);
+        let names: Vec<&str> = TECHNIQUES
+            .iter()
+            .filter(|(bit, _)| st.techniques & bit != 0)
+            .map(|(_, n)| *n)
+            .collect();
+        let technique = names.first().copied().unwrap_or("path_enumeration");
+        let what = match technique {
+            "object_walk" => format!(
+                "walked about {} object ids under one route ({} denied)",
+                st.walk.ids.estimate(),
+                st.walk.denied
+            ),
+            "sensitive_files" => format!(
+                "asked for about {} sensitive files{}",
+                st.sensitive.estimate(gen),
+                if st.exposed > 0 {
+                    ", and one was served"
+                } else {
+                    ""
+                }
+            ),
+            "admin_probe" => format!(
+                "was denied on about {} privileged paths",
+                st.admin_paths.estimate(gen)
+            ),
+            "id_enumeration" => format!(
+                "enumerated about {} user ids through a query parameter",
+                st.param.ids.estimate()
+            ),
+            _ => format!(
+                "hit about {} distinct missing or forbidden paths",
+                st.enum_paths.estimate(gen)
+            ),
+        };
+        let [s400, s401, s403, s404, other] = st.statuses;
+        Finding {
+            kind: IncidentKind::PrivilegeProbing,
+            technique,
+            detector: NAME,
+            summary: format!("{key} {what}."),
+            key,
+            sources: vec![obs.event.ip],
+            first_seen: st.ep.start,
+            last_seen: obs.now,
+            detected_at: obs.now,
+            severity,
+            score: f64::from(st.ep.events.max(1)).log10() + f64::from(st.techniques.count_ones()),
+            events: u64::from(st.ep.events),
+            evidence: json!({
+                "techniques": names,
+                "window_secs": self.cfg.window_secs,
+                "suspicious_requests": st.ep.events,
+                "denied_paths": st.enum_paths.estimate(gen),
+                "denied_ratio": (ratio(st.denied.sum(b), st.total.sum(b)) * 100.0).round() / 100.0,
+                "privileged_paths_denied": st.admin_paths.estimate(gen),
+                "privileged_ok": st.admin_ok,
+                "sensitive_paths": st.sensitive.estimate(gen),
+                "sensitive_served": st.exposed,
+                "object_walk": {
+                    "distinct_ids": st.walk.ids.estimate(),
+                    "requests": st.walk.n,
+                    "denied": st.walk.denied,
+                    "sequential_steps": st.walk.seq,
+                },
+                "id_param_values": st.param.ids.estimate(),
+                "statuses": { "400": s400, "401": s401, "403": s403, "404": s404, "other": other },
+                "sample_paths": st.samples.as_deref().map(|s| s.items().to_vec()).unwrap_or_default(),
+            }),
+        }
+    }
+}
+
+impl Detector for PrivilegeProbing {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn observe(&mut self, obs: &Observation<'_, '_>, out: &mut Vec<Finding>) {
+        if obs.role != Role::Client {
+            return;
+        }
+        let class = obs.class;
+        let static_ = class.contains(RequestClass::STATIC);
+        let suspicious = class.intersects(
+            RequestClass::MALFORMED | RequestClass::SENSITIVE_FILE | RequestClass::ID_PARAM,
+        ) || (!static_ && matches!(obs.event.status, 400 | 401 | 403 | 404 | 405));
+        let st = if suspicious {
+            Some(
+                self.table
+                    .get_or_insert_with(&obs.key, obs.now, ProbeState::default)
+                    .0,
+            )
+        } else {
+            self.table.get_mut(&obs.key, obs.now)
+        };
+        if let Some(st) = st {
+            self.p.observe(st, obs, suspicious, out);
+        }
+    }
+
+    fn advance(&mut self, watermark: EventTime, _out: &mut Vec<Finding>) {
+        self.table.expire(watermark);
+    }
+
+    fn tracked(&self) -> usize {
+        self.table.len()
+    }
+
+    fn state_bytes(&self) -> usize {
+        let heap: usize = self
+            .table
+            .values()
+            .filter_map(|s| s.samples.as_deref())
+            .map(|s| std::mem::size_of::<Samples<5>>() + s.heap_bytes())
+            .sum();
+        self.table.table_bytes() + heap
+    }
+}

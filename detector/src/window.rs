@@ -1,0 +1,210 @@
+//! Fixed-size sliding windows over event time: counts and distinct counts.
+//!
+//! All of them are a few dozen bytes, `Copy`, never allocate and are driven by
+//! the event's own time, so they can sit inside per-client state. Events that
+//! arrive late (their bucket is behind the newest one) are counted in their
+//! own bucket while it is still inside the window, else dropped: a fixed
+//! rule, so results do not depend on arrival batching.
+
+/// Event counts over the last `N` buckets of `width_ms` each (a sliding
+/// window of `N × width_ms`), as saturating `u16`s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BucketWindow<const N: usize> {
+    head: u32,
+    counts: [u16; N],
+}
+
+impl<const N: usize> Default for BucketWindow<N> {
+    fn default() -> Self {
+        BucketWindow {
+            head: 0,
+            counts: [0; N],
+        }
+    }
+}
+
+/// The bucket number of `ms` for buckets of `width_ms` (clamped into `u32`).
+pub fn bucket_of(ms: i64, width_ms: i64) -> u32 {
+    ms.div_euclid(width_ms.max(1)).clamp(0, i64::from(u32::MAX)) as u32
+}
+
+impl<const N: usize> BucketWindow<N> {
+    fn roll(&mut self, bucket: u32) {
+        if bucket <= self.head {
+            return;
+        }
+        let gap = (bucket - self.head) as usize;
+        if gap >= N {
+            self.counts = [0; N];
+        } else {
+            for b in (self.head + 1)..=bucket {
+                self.counts[b as usize % N] = 0;
+            }
+        }
+        self.head = bucket;
+    }
+
+    /// Adds `n` events in `bucket`.
+    pub fn add(&mut self, bucket: u32, n: u16) {
+        self.roll(bucket);
+        if self.head - bucket < N as u32 {
+            let c = &mut self.counts[bucket as usize % N];
+            *c = c.saturating_add(n);
+        }
+    }
+
+    /// Events in the window that ends with `bucket`.
+    pub fn sum(&self, bucket: u32) -> u32 {
+        if bucket >= self.head + N as u32 {
+            return 0;
+        }
+        let mut total = 0u32;
+        for b in self.head.saturating_sub(N as u32 - 1)..=self.head {
+            if bucket >= b && bucket - b < N as u32 {
+                total += u32::from(self.counts[b as usize % N]);
+            }
+        }
+        total
+    }
+}
+
+/// A 64-bit linear-counting sketch: how many distinct hashes were inserted,
+/// exact-ish up to a few dozen and usable to about 150. Eight bytes instead
+/// of a set of strings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Distinct64(u64);
+
+impl Distinct64 {
+    /// Inserts a hash; true when it set a new bit (most likely a new value).
+    pub fn insert(&mut self, hash: u64) -> bool {
+        let bit = 1u64 << (crate::event::mix64(hash) >> 58);
+        let new = self.0 & bit == 0;
+        self.0 |= bit;
+        new
+    }
+
+    /// Whether the hash's bit is set (it was probably inserted).
+    pub fn may_contain(&self, hash: u64) -> bool {
+        self.0 & (1u64 << (crate::event::mix64(hash) >> 58)) != 0
+    }
+
+    /// The union of two sketches.
+    pub fn union(self, other: Distinct64) -> Distinct64 {
+        Distinct64(self.0 | other.0)
+    }
+
+    /// Estimated number of distinct values: `-m ln(zeros/m)`, rounded.
+    pub fn estimate(&self) -> u32 {
+        const M: f64 = 64.0;
+        let set = f64::from(self.0.count_ones());
+        if set >= M {
+            // Saturated: report the largest figure the sketch can tell.
+            return 266;
+        }
+        (-M * (1.0 - set / M).ln()).round() as u32
+    }
+}
+
+/// Distinct values seen over a sliding window: two generations of
+/// [`Distinct64`], each covering half the window. The estimate covers
+/// between half and all of the window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DistinctWindow {
+    gen: u32,
+    cur: Distinct64,
+    prev: Distinct64,
+}
+
+impl DistinctWindow {
+    fn roll(&mut self, gen: u32) {
+        if gen == self.gen.wrapping_add(1) {
+            self.prev = self.cur;
+            self.cur = Distinct64::default();
+            self.gen = gen;
+        } else if gen > self.gen {
+            self.prev = Distinct64::default();
+            self.cur = Distinct64::default();
+            self.gen = gen;
+        }
+    }
+
+    /// Inserts `hash` in generation `gen` (= time / half-window); true when
+    /// it is new to the window.
+    pub fn insert(&mut self, gen: u32, hash: u64) -> bool {
+        self.roll(gen);
+        let seen = self.prev.may_contain(hash) || self.cur.may_contain(hash);
+        self.cur.insert(hash);
+        !seen
+    }
+
+    /// Distinct values in the window as of generation `gen`.
+    pub fn estimate(&self, gen: u32) -> u32 {
+        if gen == self.gen {
+            self.cur.union(self.prev).estimate()
+        } else if gen == self.gen.wrapping_add(1) {
+            self.cur.estimate()
+        } else if gen < self.gen {
+            self.cur.union(self.prev).estimate()
+        } else {
+            0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_window_slides() {
+        let mut w: BucketWindow<3> = BucketWindow::default();
+        w.add(10, 1);
+        w.add(11, 2);
+        w.add(12, 3);
+        assert_eq!(w.sum(12), 6);
+        w.add(13, 4);
+        assert_eq!(w.sum(13), 9, "bucket 10 slid out");
+        assert_eq!(w.sum(15), 4, "only bucket 13 is within 13..=15");
+        w.add(20, 1);
+        assert_eq!(w.sum(20), 1);
+    }
+
+    #[test]
+    fn late_events_count_in_their_bucket_while_inside_the_window() {
+        let mut w: BucketWindow<3> = BucketWindow::default();
+        w.add(10, 1);
+        w.add(9, 1);
+        w.add(7, 5); // outside the window ending at 10
+        assert_eq!(w.sum(10), 2);
+    }
+
+    #[test]
+    fn linear_counting_is_close_for_small_sets() {
+        let mut d = Distinct64::default();
+        for i in 0..10u64 {
+            d.insert(crate::event::stable_hash(&i.to_le_bytes()));
+        }
+        let e = d.estimate();
+        assert!((8..=12).contains(&e), "{e}");
+        let mut d = Distinct64::default();
+        for _ in 0..100 {
+            d.insert(42);
+        }
+        assert_eq!(d.estimate(), 1);
+    }
+
+    #[test]
+    fn distinct_window_forgets_old_generations() {
+        let mut w = DistinctWindow::default();
+        // Five values whose sketch bits do not collide.
+        let vals = [b"a", b"b", b"c", b"d", b"e"].map(|v| crate::event::stable_hash(v));
+        for v in vals {
+            w.insert(1, v);
+        }
+        assert_eq!(w.estimate(1), 5);
+        assert!(!w.insert(2, vals[0]), "still in the window");
+        assert_eq!(w.estimate(2), 5);
+        assert_eq!(w.estimate(3), 1, "generation 1 slid out");
+        assert_eq!(w.estimate(9), 0);
+    }
+}
