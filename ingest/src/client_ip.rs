@@ -1,1 +1,274 @@
 //! Which address is the client, when proxies stand in between.
+//!
+//! A gateway behind a load balancer sees the balancer's address; the real
+//! client is only in `X-Forwarded-For`, which every hop appends to and which
+//! the client itself can pre-fill with anything. The only safe reading is
+//! from the right: start at the address that connected to the gateway
+//! (the peer) and, while that address is a proxy *we* trust, step one entry
+//! to the left. The first untrusted address is the client. Without trusted
+//! proxies, `X-Forwarded-For` is ignored entirely.
+//!
+//! Every format goes through [`ClientResolver`], so the rule is the same for
+//! nginx `main`, Kong, Envoy, Traefik and the rest.
+
+use ipnet::IpNet;
+use std::net::IpAddr;
+
+/// Resolves the client address from the peer address and the
+/// `X-Forwarded-For` chain, trusting only the configured proxy networks.
+#[derive(Clone, Debug, Default)]
+pub struct ClientResolver {
+    trusted: Vec<IpNet>,
+}
+
+impl ClientResolver {
+    /// A resolver trusting the given proxy networks (none: XFF ignored).
+    pub fn new(trusted: Vec<IpNet>) -> Self {
+        ClientResolver { trusted }
+    }
+
+    /// Whether no proxy is trusted (and `X-Forwarded-For` is never read).
+    pub fn is_empty(&self) -> bool {
+        self.trusted.is_empty()
+    }
+
+    /// Whether `ip` is one of our proxies. IPv4-mapped IPv6 addresses are
+    /// compared as IPv4, so `::ffff:10.0.0.1` matches `10.0.0.0/8`.
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.trusted.iter().any(|n| n.contains(&ip))
+    }
+
+    /// The client for a request that reached the gateway from `peer` with
+    /// the given raw `X-Forwarded-For` value (comma-separated, as logged).
+    ///
+    /// If `peer` is untrusted, it is the client. Otherwise entries are read
+    /// right to left; trusted ones are skipped and the first untrusted one is
+    /// the client. An entry that is not an address (`unknown`, junk) stops
+    /// the walk at the last trusted hop: whatever is left of it was written
+    /// by someone we cannot vouch for. If every entry is trusted, the
+    /// leftmost is the best we know.
+    pub fn resolve(&self, peer: IpAddr, xff: Option<&[u8]>) -> IpAddr {
+        let peer = peer.to_canonical();
+        match xff {
+            Some(xff) if !self.trusted.is_empty() && self.is_trusted(peer) => self.walk(peer, xff),
+            _ => peer,
+        }
+    }
+
+    /// The client when the log has no peer address, only the
+    /// `X-Forwarded-For` chain (Envoy's default text format). The rightmost
+    /// entry stands for the peer: that is the address the proxy appended
+    /// (Envoy with `use_remote_address`), and the rest is resolved as in
+    /// [`ClientResolver::resolve`]. `None` when the chain holds no address.
+    pub fn resolve_chain(&self, xff: &[u8]) -> Option<IpAddr> {
+        match memchr::memrchr(b',', xff) {
+            Some(comma) => {
+                let peer = parse_addr(&xff[comma + 1..])?;
+                Some(self.resolve(peer, Some(&xff[..comma])))
+            }
+            None => parse_addr(xff),
+        }
+    }
+
+    fn walk(&self, peer: IpAddr, xff: &[u8]) -> IpAddr {
+        let mut last = peer;
+        for hop in xff.rsplit(|&b| b == b',') {
+            let hop = trim(hop);
+            if hop.is_empty() {
+                continue;
+            }
+            let Some(ip) = parse_addr(hop) else {
+                return last;
+            };
+            let ip = ip.to_canonical();
+            if !self.is_trusted(ip) {
+                return ip;
+            }
+            last = ip;
+        }
+        last
+    }
+}
+
+fn trim(b: &[u8]) -> &[u8] {
+    let start = b.iter().position(|c| !matches!(c, b' ' | b'\t' | b'"'));
+    let end = b.iter().rposition(|c| !matches!(c, b' ' | b'\t' | b'"'));
+    match (start, end) {
+        (Some(s), Some(e)) => &b[s..=e],
+        _ => &[],
+    }
+}
+
+/// Parses one address as gateways log it: `1.2.3.4`, `1.2.3.4:5678`,
+/// `2001:db8::1`, `[2001:db8::1]`, `[2001:db8::1]:443`, `::ffff:1.2.3.4`.
+/// Surrounding blanks and quotes are ignored; `unknown`, `-` and junk give
+/// `None`. A bare IPv6 address is read as an address, never as
+/// address-plus-port (use [`parse_addr_port`] where a port is always there).
+/// IPv4-mapped IPv6 addresses come back as IPv4.
+pub fn parse_addr(b: &[u8]) -> Option<IpAddr> {
+    let b = trim(b);
+    if b.is_empty() || b.len() > 64 {
+        return None;
+    }
+    let s = std::str::from_utf8(b).ok()?;
+    if let Some(rest) = s.strip_prefix('[') {
+        let (inside, _) = rest.split_once(']')?;
+        return inside.parse::<IpAddr>().ok().map(|ip| ip.to_canonical());
+    }
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    // `a.b.c.d:port` (one colon): an IPv4 address with a port.
+    let (host, port) = s.rsplit_once(':')?;
+    if host.contains(':') || port.parse::<u16>().is_err() {
+        return None;
+    }
+    host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
+/// Parses an address that is always followed by a port, HAProxy-style:
+/// `1.2.3.4:5678`, `2001:db8::1234:58430` (no brackets), `[v6]:port`,
+/// `::ffff:1.2.3.4:5678`.
+pub fn parse_addr_port(b: &[u8]) -> Option<IpAddr> {
+    let b = trim(b);
+    if b.first() == Some(&b'[') {
+        return parse_addr(b);
+    }
+    let colon = memchr::memrchr(b':', b)?;
+    if b[colon + 1..].is_empty() || !b[colon + 1..].iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    parse_addr(&b[..colon])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn resolver(nets: &[&str]) -> ClientResolver {
+        ClientResolver::new(nets.iter().map(|n| n.parse().unwrap()).collect())
+    }
+
+    #[test]
+    fn addresses_in_every_spelling() {
+        assert_eq!(parse_addr(b"1.2.3.4"), Some(ip("1.2.3.4")));
+        assert_eq!(parse_addr(b" 1.2.3.4:5678 "), Some(ip("1.2.3.4")));
+        assert_eq!(
+            parse_addr(b"[fd00:1234:5678::5a24]"),
+            Some(ip("fd00:1234:5678::5a24"))
+        );
+        assert_eq!(
+            parse_addr(b"[fd00:1234:5678::1]:54321"),
+            Some(ip("fd00:1234:5678::1"))
+        );
+        assert_eq!(parse_addr(b"2001:db8::1"), Some(ip("2001:db8::1")));
+        assert_eq!(parse_addr(b"::ffff:192.168.33.1"), Some(ip("192.168.33.1")));
+        for junk in [
+            &b"unknown"[..],
+            b"-",
+            b"",
+            b"1.2.3",
+            b"[::1",
+            b"1.2.3.4:x",
+            b"\xff\xfe",
+        ] {
+            assert_eq!(parse_addr(junk), None, "{junk:?}");
+        }
+        assert_eq!(
+            parse_addr_port(b"2001:db8::1234:58430"),
+            Some(ip("2001:db8::1234"))
+        );
+        assert_eq!(
+            parse_addr_port(b"::ffff:192.168.33.1:58430"),
+            Some(ip("192.168.33.1"))
+        );
+        assert_eq!(
+            parse_addr_port(b"117.136.40.129:14853"),
+            Some(ip("117.136.40.129"))
+        );
+        assert_eq!(parse_addr_port(b"-:22222"), None);
+    }
+
+    #[test]
+    fn without_trusted_proxies_xff_is_ignored() {
+        let r = ClientResolver::default();
+        assert_eq!(r.resolve(ip("10.0.0.1"), Some(b"6.6.6.6")), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn walks_right_to_left_skipping_trusted_hops() {
+        let r = resolver(&["10.0.0.0/8", "172.16.0.0/12"]);
+        // The client pre-filled a fake address: it stays left of the real one.
+        let xff = b"6.6.6.6, 203.0.113.9, 10.1.1.1";
+        assert_eq!(r.resolve(ip("172.16.0.2"), Some(xff)), ip("203.0.113.9"));
+        // An untrusted peer is the client, whatever it claims.
+        assert_eq!(r.resolve(ip("198.51.100.1"), Some(xff)), ip("198.51.100.1"));
+        // Junk stops the walk at the last trusted hop.
+        assert_eq!(
+            r.resolve(ip("10.0.0.1"), Some(b"unknown, 10.2.2.2")),
+            ip("10.2.2.2")
+        );
+        // All trusted: the leftmost.
+        assert_eq!(
+            r.resolve(ip("10.0.0.1"), Some(b"10.9.9.9, 10.2.2.2")),
+            ip("10.9.9.9")
+        );
+        // Mapped peers match v4 networks.
+        assert_eq!(
+            r.resolve(ip("::ffff:10.0.0.1"), Some(b"1.1.1.1")),
+            ip("1.1.1.1")
+        );
+        // Ports and brackets in the chain.
+        assert_eq!(
+            r.resolve(ip("10.0.0.1"), Some(b"[2001:db8::7]:443, 10.3.3.3:80")),
+            ip("2001:db8::7")
+        );
+    }
+
+    #[test]
+    fn envoy_first_versus_last() {
+        // corpus crowdsec-hub/tests/envoy-logs line 9: XFF "192.168.1.100,
+        // 10.42.0.1" where 10.42.0.1 is the peer (the JSON twin of the line
+        // has downstream_remote_address 10.42.0.1). CrowdSec answers the
+        // first entry; we answer the first untrusted from the right, which
+        // is the same once the cluster network is trusted.
+        let xff = b"192.168.1.100, 10.42.0.1";
+        assert_eq!(
+            ClientResolver::default().resolve_chain(xff),
+            Some(ip("10.42.0.1"))
+        );
+        assert_eq!(
+            resolver(&["10.42.0.0/16"]).resolve_chain(xff),
+            Some(ip("192.168.1.100"))
+        );
+        let v6 = b"fd00:1234:5678::5a24, [fd00:1234:5678::1]:54321";
+        assert_eq!(
+            resolver(&["fd00:1234:5678::1/128"]).resolve_chain(v6),
+            Some(ip("fd00:1234:5678::5a24"))
+        );
+        assert_eq!(ClientResolver::default().resolve_chain(b"-"), None);
+        assert_eq!(
+            ClientResolver::default().resolve_chain(b"1.2.3.4"),
+            Some(ip("1.2.3.4"))
+        );
+    }
+
+    #[test]
+    fn traefik_client_host_list() {
+        // corpus crowdsec-hub/tests/traefik_json last line: ClientAddr
+        // 172.71.122.85 (a CDN edge), ClientHost "192.168.1.100,10.0.0.50".
+        // CrowdSec expects the last entry; so do we once the edge is trusted.
+        let peer = ip("172.71.122.85");
+        let host = b"192.168.1.100,10.0.0.50";
+        assert_eq!(ClientResolver::default().resolve(peer, Some(host)), peer);
+        assert_eq!(
+            resolver(&["172.64.0.0/13"]).resolve(peer, Some(host)),
+            ip("10.0.0.50")
+        );
+    }
+}

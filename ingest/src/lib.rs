@@ -7,5 +7,6 @@
 
 pub mod client_ip;
 pub mod formats;
+pub mod syslog_header;
 
 pub use formats::{Format, FormatKind, ParseError};

@@ -1,0 +1,305 @@
+//! Shared pieces of the JSON formats: the one JSON library call, borrowed
+//! string and lenient number types for `#[derive(Deserialize)]` structs,
+//! and the cheap key probe `auto` uses.
+//!
+//! The library is `sonic-rs` (SIMD skipping of the fields we ignore); see
+//! `benches/json_floor.rs` for the comparison with `serde_json` that chose
+//! it. Every JSON parser goes through [`from_slice`], so switching back is
+//! one line.
+
+use gatewatch_detector::Event;
+use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde::Deserialize;
+use std::borrow::Cow;
+use std::fmt;
+
+use super::ParseError;
+
+/// Deserialises a borrowed struct from one JSON document.
+#[inline]
+pub(crate) fn from_slice<'a, T: Deserialize<'a>>(b: &'a [u8]) -> Option<T> {
+    sonic_rs::from_slice(b).ok()
+}
+
+/// Drives a `DeserializeSeed` over one JSON document (the generic mapping).
+pub(crate) fn from_slice_seed<'a, S: serde::de::DeserializeSeed<'a>>(
+    b: &'a [u8],
+    seed: S,
+) -> Option<S::Value> {
+    // Validate first: the streaming deserializer leaves the final UTF-8
+    // check to the caller, and borrowed `&str`s must never be invalid.
+    let s = std::str::from_utf8(b).ok()?;
+    let mut de = sonic_rs::Deserializer::from_str(s);
+    let v = seed.deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(v)
+}
+
+/// Runs a JSON parser, and when it fails on a line that is not valid UTF-8
+/// (nginx `escape=json` passes bytes ≥ 0x80 through unchanged, so a hostile
+/// User-Agent makes the line invalid for strict parsers) runs it again on a
+/// lossy copy. The retry allocates; the normal path does not.
+pub(crate) fn with_lossy_retry<'a>(
+    line: &'a [u8],
+    parse: impl for<'b> Fn(&'b [u8]) -> Result<Event<'b>, ParseError>,
+) -> Result<Event<'a>, ParseError> {
+    match parse(line) {
+        Ok(ev) => Ok(ev),
+        Err(err) => {
+            if std::str::from_utf8(line).is_ok() {
+                return Err(err);
+            }
+            let owned = String::from_utf8_lossy(line).into_owned();
+            parse(owned.as_bytes()).map(Event::into_owned)
+        }
+    }
+}
+
+/// The error for a line that is not the JSON object a format expects.
+pub(crate) fn bad_json(format: &'static str) -> ParseError {
+    ParseError::Malformed {
+        format,
+        what: "invalid JSON",
+    }
+}
+
+/// A JSON string that borrows from the line unless it had escapes.
+///
+/// `Option<Cow<'a, str>>` with `#[serde(borrow)]` does not borrow (serde
+/// only special-cases a bare `Cow`), so every string field uses this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct JStr<'a>(pub Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for JStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = JStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(JStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(JStr(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(JStr(Cow::Owned(v)))
+            }
+            // Numbers where a string was expected (a status logged as
+            // 200 in one version and "200" in another) are kept as text.
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(JStr(Cow::Owned(v.to_string())))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(JStr(Cow::Owned(v.to_string())))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(JStr(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Helpers on optional strings.
+pub(crate) trait OptJStr<'a> {
+    /// The string, with empty and `-` treated as absent.
+    fn value(self) -> Option<Cow<'a, str>>;
+}
+
+impl<'a> OptJStr<'a> for Option<JStr<'a>> {
+    fn value(self) -> Option<Cow<'a, str>> {
+        match self {
+            Some(JStr(s)) if !s.is_empty() && s != "-" => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// A number that some gateway versions write as a string (Kong 1.x sizes,
+/// AWS `status`), or as null. Kept as `f64`: every value we read (epoch
+/// milliseconds, byte counts) is exact below 2^53.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub(crate) struct Num(pub Option<f64>);
+
+impl<'de> Deserialize<'de> for Num {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Num;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number or a numeric string")
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Num, E> {
+                Ok(Num(Some(v as f64)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Num, E> {
+                Ok(Num(Some(v as f64)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Num, E> {
+                Ok(Num(Some(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Num, E> {
+                Ok(Num(v.trim().parse::<f64>().ok()))
+            }
+            fn visit_unit<E>(self) -> Result<Num, E> {
+                Ok(Num(None))
+            }
+            fn visit_none<E>(self) -> Result<Num, E> {
+                Ok(Num(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Num, E> {
+                Ok(Num(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Num, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Num(None))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Num, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Num(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Num {
+    /// As an unsigned integer, when present, finite and non-negative.
+    pub(crate) fn u64(self) -> Option<u64> {
+        match self.0 {
+            Some(v) if v.is_finite() && v >= 0.0 => Some(if v >= u64::MAX as f64 {
+                u64::MAX
+            } else {
+                v as u64
+            }),
+            _ => None,
+        }
+    }
+
+    /// As an HTTP status (0 when absent or out of range).
+    pub(crate) fn status(self) -> u16 {
+        match self.u64() {
+            Some(v) if v < 1000 => v as u16,
+            _ => 0,
+        }
+    }
+}
+
+/// A header value: a string, or the array Kong and APISIX write when the
+/// header was repeated (joined with `, `, which allocates on that rare path),
+/// or the one-element array Caddy always writes (borrowed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HeaderVal<'a>(pub Option<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for HeaderVal<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = HeaderVal<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(HeaderVal(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(HeaderVal(Some(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(HeaderVal(Some(Cow::Owned(v))))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(HeaderVal(None))
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(HeaderVal(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut acc: Option<Cow<'de, str>> = None;
+                while let Some(JStr(s)) = seq.next_element::<JStr<'de>>()? {
+                    acc = Some(match acc {
+                        None => s,
+                        Some(prev) => Cow::Owned(format!("{prev}, {s}")),
+                    });
+                }
+                Ok(HeaderVal(acc))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'a> HeaderVal<'a> {
+    /// The value, with empty and `-` as absent.
+    pub(crate) fn value(self) -> Option<Cow<'a, str>> {
+        match self.0 {
+            Some(s) if !s.is_empty() && s != "-" => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a JSON line has `key` (given with its quotes, `"started_at"`) as
+/// an object key, without parsing it. A key's opening quote is never
+/// preceded by a backslash and its closing quote is followed by `:`; a
+/// string *value* containing the same text has its quotes escaped, so an
+/// attacker cannot make `auto` pick the wrong parser through a header.
+pub(crate) fn has_key(line: &[u8], quoted_key: &[u8]) -> bool {
+    let finder = memchr::memmem::find_iter(line, quoted_key);
+    for at in finder {
+        if at > 0 && line[at - 1] == b'\\' {
+            continue;
+        }
+        let mut i = at + quoted_key.len();
+        while i < line.len() && matches!(line[i], b' ' | b'\t') {
+            i += 1;
+        }
+        if line.get(i) == Some(&b':') {
+            return true;
+        }
+    }
+    false
+}
+
+/// The number of elements of a JSON array line, for [`ParseError::Batch`].
+pub(crate) fn array_len(line: &[u8]) -> Option<usize> {
+    from_slice::<Vec<IgnoredAny>>(line).map(|v| v.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct T<'a> {
+        #[serde(borrow)]
+        s: Option<JStr<'a>>,
+        n: Option<Num>,
+        #[serde(borrow)]
+        h: Option<HeaderVal<'a>>,
+    }
+
+    #[test]
+    fn strings_borrow_unless_escaped() {
+        let t: T = from_slice(br#"{"s":"plain","n":"46","h":["a","b"]}"#).unwrap();
+        assert!(matches!(t.s, Some(JStr(Cow::Borrowed("plain")))));
+        assert_eq!(t.n.unwrap().u64(), Some(46));
+        assert_eq!(t.h.unwrap().value().as_deref(), Some("a, b"));
+        let t: T = from_slice(br#"{"s":"a\/b\"c","n":null}"#).unwrap();
+        assert_eq!(t.s.unwrap().0, "a/b\"c");
+        assert_eq!(t.n.unwrap_or_default().u64(), None);
+    }
+
+    #[test]
+    fn key_probe_ignores_values() {
+        assert!(has_key(br#"{"a":1, "started_at" : 2}"#, br#""started_at""#));
+        assert!(!has_key(
+            br#"{"ua":"x\"started_at\":1"}"#,
+            br#""started_at""#
+        ));
+        assert!(!has_key(br#"{"started_at_x":1}"#, br#""started_at""#));
+    }
+}

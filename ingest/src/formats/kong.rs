@@ -1,0 +1,331 @@
+//! Kong's logging-plugin JSON (file-log, http-log, tcp-log, udp-log,
+//! syslog, kafka-log: one serializer).
+//!
+//! `client_ip` is what Kong resolved with its own `trusted_ips`; when that
+//! address is one of *our* trusted proxies (Kong not configured to trust
+//! its load balancer), `request.headers["x-forwarded-for"]` is walked.
+//! Kong 1.x writes sizes as strings and escapes `/` as `\/` (valid JSON:
+//! the unescaped copy is the one allocation such lines cost). Repeated
+//! headers arrive as arrays.
+//!
+//! http-log batches are JSON arrays: [`Format::parse_many`] returns one
+//! event per element; [`Format::parse`] accepts a one-element array and
+//! refuses a longer one with [`ParseError::Batch`].
+
+use super::jsonutil::{array_len, bad_json, from_slice, with_lossy_retry};
+use super::jsonutil::{HeaderVal, JStr, Num, OptJStr};
+use super::text::{float_ms, split_target_cow, url_host};
+use super::{trim_line, Format, ParseError};
+use crate::client_ip::{parse_addr, ClientResolver};
+use gatewatch_detector::{Event, EventTime, Method};
+use serde::Deserialize;
+use std::borrow::Cow;
+
+const NAME: &str = "kong";
+
+/// Parser for Kong logging-plugin JSON.
+#[derive(Debug, Clone, Default)]
+pub struct Kong {
+    resolver: ClientResolver,
+}
+
+impl Kong {
+    /// A parser resolving `x-forwarded-for` with `resolver`.
+    pub fn new(resolver: ClientResolver) -> Self {
+        Kong { resolver }
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Line<'a> {
+    #[serde(borrow)]
+    client_ip: Option<JStr<'a>>,
+    started_at: Option<Num>,
+    #[serde(borrow)]
+    request: Option<Request<'a>>,
+    response: Option<Response>,
+    latencies: Option<Latencies>,
+    #[serde(borrow)]
+    consumer: Option<Consumer<'a>>,
+    #[serde(borrow)]
+    authenticated_entity: Option<Entity<'a>>,
+    #[serde(borrow)]
+    route: Option<Route<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Request<'a> {
+    #[serde(borrow)]
+    method: Option<JStr<'a>>,
+    #[serde(borrow)]
+    uri: Option<JStr<'a>>,
+    #[serde(borrow)]
+    url: Option<JStr<'a>>,
+    #[serde(borrow)]
+    headers: Option<Headers<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Headers<'a> {
+    #[serde(borrow)]
+    host: Option<HeaderVal<'a>>,
+    #[serde(borrow, rename = "user-agent")]
+    user_agent: Option<HeaderVal<'a>>,
+    #[serde(borrow, rename = "x-forwarded-for")]
+    x_forwarded_for: Option<HeaderVal<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Response {
+    status: Option<Num>,
+    size: Option<Num>,
+}
+
+#[derive(Deserialize)]
+struct Latencies {
+    request: Option<Num>,
+}
+
+#[derive(Deserialize)]
+struct Consumer<'a> {
+    #[serde(borrow)]
+    username: Option<JStr<'a>>,
+    #[serde(borrow)]
+    custom_id: Option<JStr<'a>>,
+    #[serde(borrow)]
+    id: Option<JStr<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Entity<'a> {
+    #[serde(borrow)]
+    id: Option<JStr<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Route<'a> {
+    #[serde(borrow)]
+    name: Option<JStr<'a>>,
+    #[serde(borrow)]
+    paths: Option<HeaderVal<'a>>,
+}
+
+impl Format for Kong {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn parse<'a>(&self, line: &'a [u8]) -> Result<Event<'a>, ParseError> {
+        let line = trim_line(line);
+        match line.first() {
+            None => Err(ParseError::Empty),
+            Some(b'[') => with_lossy_retry(line, |l| {
+                let mut v: Vec<Line<'_>> = from_slice(l).ok_or_else(|| bad_json(NAME))?;
+                match v.len() {
+                    1 => self.event(v.remove(0)),
+                    0 => Err(ParseError::MissingField {
+                        format: NAME,
+                        field: "client_ip",
+                    }),
+                    len => Err(ParseError::Batch { format: NAME, len }),
+                }
+            }),
+            Some(_) => with_lossy_retry(line, |l| {
+                self.event(from_slice(l).ok_or_else(|| bad_json(NAME))?)
+            }),
+        }
+    }
+
+    fn parse_many<'a>(&self, line: &'a [u8], out: &mut Vec<Result<Event<'a>, ParseError>>) {
+        let line = trim_line(line);
+        if line.first() != Some(&b'[') {
+            out.push(self.parse(line));
+            return;
+        }
+        // Every field is optional, so any array of objects deserialises;
+        // elements that are not Kong lines fail one by one in `event`.
+        match from_slice::<Vec<Line<'a>>>(line) {
+            Some(v) => out.extend(v.into_iter().map(|l| self.event(l))),
+            None if std::str::from_utf8(line).is_ok() => {
+                let n = array_len(line).unwrap_or(1).max(1);
+                out.extend((0..n).map(|_| Err(bad_json(NAME))));
+            }
+            None => {
+                let owned = String::from_utf8_lossy(line).into_owned();
+                let mut tmp = Vec::new();
+                self.parse_many(owned.as_bytes(), &mut tmp);
+                out.extend(tmp.into_iter().map(|r| r.map(Event::into_owned)));
+            }
+        }
+    }
+}
+
+impl Kong {
+    pub(crate) fn event<'a>(&self, l: Line<'a>) -> Result<Event<'a>, ParseError> {
+        let ts = l
+            .started_at
+            .and_then(Num::u64)
+            .ok_or(ParseError::MissingField {
+                format: NAME,
+                field: "started_at",
+            })?;
+        let ts = i64::try_from(ts).map_err(|_| ParseError::BadTimestamp { format: NAME })?;
+        let peer = l.client_ip.value().ok_or(ParseError::MissingField {
+            format: NAME,
+            field: "client_ip",
+        })?;
+        let peer = parse_addr(peer.as_bytes()).ok_or(ParseError::NoClient { format: NAME })?;
+        let mut host = None;
+        let mut ua = None;
+        let mut xff = None;
+        let mut ev = Event::new(EventTime::from_millis(ts), peer);
+        if let Some(req) = l.request {
+            ev.method = req
+                .method
+                .value()
+                .map_or(Method::Invalid, |m| Method::parse(m.as_bytes()));
+            if let Some(h) = req.headers {
+                host = h.host.and_then(HeaderVal::value);
+                ua = h.user_agent.and_then(HeaderVal::value);
+                xff = h.x_forwarded_for.and_then(HeaderVal::value);
+            }
+            let url = req.url.value();
+            if host.is_none() {
+                host = url
+                    .as_deref()
+                    .and_then(url_host)
+                    .map(|h| Cow::Owned(h.to_owned()));
+            }
+            let (path, query) = split_target_cow(req.uri.value().unwrap_or(Cow::Borrowed("")));
+            ev.path = path;
+            ev.query = query;
+        } else {
+            ev.method = Method::Invalid;
+            ev.path = Cow::Borrowed("");
+        }
+        ev.ip = self
+            .resolver
+            .resolve(peer, xff.as_deref().map(str::as_bytes));
+        ev.host = host.unwrap_or_default();
+        ev.user_agent = ua.unwrap_or_default();
+        if let Some(r) = l.response {
+            ev.status = r.status.unwrap_or_default().status();
+            ev.bytes = r.size.and_then(Num::u64).unwrap_or(0);
+        }
+        ev.latency_ms = l
+            .latencies
+            .and_then(|l| l.request)
+            .and_then(|n| n.0)
+            .and_then(|v| float_ms(v, 1.0));
+        ev.identity = l
+            .consumer
+            .and_then(|c| c.username.value().or(c.custom_id.value()).or(c.id.value()))
+            .or_else(|| l.authenticated_entity.and_then(|e| e.id.value()));
+        ev.route = l.route.and_then(|r| {
+            r.name
+                .value()
+                .or_else(|| r.paths.and_then(HeaderVal::value))
+        });
+        Ok(ev)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V34: &str = r#"{"service":{"host":"httpbin.org","id":"167290ee"},"route":{"id":"78f79740","paths":["/log"],"protocols":["http"]},"request":{"querystring":{},"size":138,"uri":"/log?a=1","url":"http://localhost:8000/log?a=1","headers":{"host":"localhost:8000","user-agent":"HTTPie/2.4.0","accept":"*/*"},"method":"GET"},"response":{"headers":{"content-length":"503"},"status":200,"size":827},"latencies":{"request":515,"kong":58,"proxy":457},"tries":[{"ip":"18.211.130.98"}],"client_ip":"192.168.144.1","upstream_uri":"/anything","authenticated_entity":{"id":"c62c1455"},"consumer":{"id":"ae974d6c","username":"foo"},"started_at":1614232668342}"#;
+
+    #[test]
+    fn parses_the_documented_line() {
+        let ev = Kong::default().parse(V34.as_bytes()).unwrap();
+        assert_eq!(ev.ts.millis(), 1_614_232_668_342);
+        assert_eq!(ev.ip.to_string(), "192.168.144.1");
+        assert_eq!(
+            (ev.method, &*ev.path, &*ev.query),
+            (Method::Get, "/log", "a=1")
+        );
+        assert_eq!((ev.status, ev.bytes, ev.latency_ms), (200, 827, Some(515)));
+        assert_eq!(
+            (&*ev.host, &*ev.user_agent),
+            ("localhost:8000", "HTTPie/2.4.0")
+        );
+        assert_eq!(
+            (ev.identity.as_deref(), ev.route.as_deref()),
+            (Some("foo"), Some("/log"))
+        );
+        assert!(matches!(ev.user_agent, Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn kong_1x_strings_and_escaped_slashes() {
+        let line = br#"{"latencies":{"request":8},"request":{"size":"46","uri":"\/hello.HelloService\/SayHello","headers":{"host":"localhost:9080","user-agent":"grpc-go\/1.20.0-dev"},"method":"POST"},"client_ip":"127.0.0.1","response":{"status":200,"size":"298"},"route":{"name":"say-hello"},"started_at":1564527732516}"#;
+        let ev = Kong::default().parse(line).unwrap();
+        assert_eq!(
+            (&*ev.path, &*ev.user_agent, ev.bytes),
+            ("/hello.HelloService/SayHello", "grpc-go/1.20.0-dev", 298)
+        );
+        assert_eq!(ev.route.as_deref(), Some("say-hello"));
+    }
+
+    #[test]
+    fn xff_only_through_trusted_client_ip_and_header_arrays() {
+        let line = br#"{"client_ip":"10.0.0.7","started_at":1,"request":{"method":"GET","uri":"/","headers":{"x-forwarded-for":["198.51.100.4","10.0.0.3"]}},"response":{"status":403}}"#;
+        assert_eq!(
+            Kong::default().parse(line).unwrap().ip.to_string(),
+            "10.0.0.7"
+        );
+        let k = Kong::new(ClientResolver::new(vec!["10.0.0.0/8".parse().unwrap()]));
+        assert_eq!(k.parse(line).unwrap().ip.to_string(), "198.51.100.4");
+    }
+
+    #[test]
+    fn batches() {
+        let one = format!("[{V34}]");
+        assert!(Kong::default().parse(one.as_bytes()).is_ok());
+        let two = format!("[{V34},{V34}]");
+        assert_eq!(
+            Kong::default().parse(two.as_bytes()).unwrap_err(),
+            ParseError::Batch {
+                format: NAME,
+                len: 2
+            }
+        );
+        let mut out = Vec::new();
+        Kong::default().parse_many(two.as_bytes(), &mut out);
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(Result::is_ok));
+        let mixed = format!("[{V34},{{\"x\":1}}]");
+        out.clear();
+        Kong::default().parse_many(mixed.as_bytes(), &mut out);
+        assert_eq!(out.len(), 2);
+        assert!(out[0].is_ok() && out[1].is_err());
+    }
+
+    #[test]
+    fn errors() {
+        let k = Kong::default();
+        assert!(matches!(
+            k.parse(b"{\"client_ip\":\"1.2.3.4\"}"),
+            Err(ParseError::MissingField {
+                field: "started_at",
+                ..
+            })
+        ));
+        assert!(matches!(
+            k.parse(b"{\"started_at\":1}"),
+            Err(ParseError::MissingField {
+                field: "client_ip",
+                ..
+            })
+        ));
+        assert!(matches!(
+            k.parse(b"{\"started_at\":1,\"client_ip\":\"nope\"}"),
+            Err(ParseError::NoClient { .. })
+        ));
+        assert!(matches!(
+            k.parse(b"{\"started_at\":"),
+            Err(ParseError::Malformed { .. })
+        ));
+    }
+}
