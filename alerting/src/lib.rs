@@ -5,7 +5,28 @@
 //! SQLite, and are delivered to people through a durable outbox. This crate
 //! knows nothing of log formats: it depends on `gatewatch-detector` only for
 //! `Finding` and its vocabulary.
+//!
+//! * [`incident`]: the incident and its JSON form, the product's format.
+//! * [`manager`]: the rules that turn findings into incidents.
+//! * [`change`]: one change to an incident, the unit written atomically.
+//! * [`store`]: the [`IncidentStore`] trait and its PostgreSQL and SQLite
+//!   implementations, with the embedded migrations (`migrations/` at the
+//!   workspace root).
 
+pub mod change;
 pub mod incident;
+pub mod manager;
+pub mod store;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
+#[cfg(test)]
+mod backend_tests;
+
+pub use change::{ChangeKind, IncidentChange};
 pub use incident::{Incident, IncidentStatus};
+pub use manager::{IncidentManager, ManagerConfig, ManagerStats};
+pub use store::{
+    connect, IncidentCursor, IncidentPage, IncidentQuery, IncidentStore, PgStore, SqliteStore,
+    StoreError, TimelineEntry,
+};
