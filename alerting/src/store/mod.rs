@@ -453,6 +453,64 @@ mod tests {
         );
     }
 
+    /// Connects, migrates, writes and reads back one incident.
+    async fn round_trip(url: &str) {
+        let store = connect(url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let change = crate::manager::open(&crate::testing::finding(
+            IncidentKind::TrafficSpike,
+            "192.0.2.1",
+            1_700_000_000_000,
+            1_700_000_060_000,
+        ));
+        store.record_change(&change).await.expect("record");
+        assert_eq!(store.count().await.unwrap(), 1);
+        assert_eq!(
+            store.get(change.incident.id).await.unwrap(),
+            Some(change.incident)
+        );
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_memory_url_works_across_calls() {
+        round_trip("sqlite::memory:").await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_url_creates_a_missing_file() {
+        let dir = std::env::temp_dir().join(format!("gw_test_{}", Uuid::new_v4().simple()));
+        std::fs::create_dir(&dir).unwrap();
+        let file = dir.join("incidents.db");
+        let url = format!("sqlite://{}", file.display());
+        round_trip(&url).await;
+        assert!(file.exists());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        let pragma = |name: &'static str| {
+            let pool = store.pool().clone();
+            async move {
+                let sql = sqlx::AssertSqlSafe(format!("PRAGMA {name}"));
+                let v: sqlx::sqlite::SqliteRow = sqlx::query(sql).fetch_one(&pool).await.unwrap();
+                sqlx::Row::try_get::<String, _>(&v, 0)
+                    .or_else(|_| sqlx::Row::try_get::<i64, _>(&v, 0).map(|n| n.to_string()))
+                    .unwrap()
+            }
+        };
+        assert_eq!(pragma("journal_mode").await, "wal");
+        assert_eq!(pragma("foreign_keys").await, "1");
+        assert_eq!(pragma("busy_timeout").await, "10000");
+        store.close().await;
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn postgresql_scheme_is_accepted() {
+        let db = crate::testing::TestDb::postgres().await;
+        let url = db.url().replacen("postgres://", "postgresql://", 1);
+        assert!(url.starts_with("postgresql://"));
+        round_trip(&url).await;
+    }
+
     #[tokio::test]
     async fn unknown_scheme_is_rejected_without_echoing_the_url() {
         let err = match connect("mysql://user:secret@host/db").await {

@@ -345,6 +345,9 @@ impl IncidentStore for SqliteStore {
         .await
         .map_err(query_err("append to the timeline"))?;
 
+        // Statements that must be atomic with the change (the notification
+        // outbox rows) go here, on the same `tx`.
+
         tx.commit()
             .await
             .map_err(query_err("commit an incident change"))
