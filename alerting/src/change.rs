@@ -20,7 +20,7 @@ use serde_json::json;
 /// acknowledging one) are new variants here and need no new store code: the
 /// store always writes the whole incident.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "change", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum ChangeKind {
     /// A finding opened a new incident.
     Created,
@@ -105,5 +105,28 @@ impl IncidentChange {
             ChangeKind::Created | ChangeKind::Updated => {}
         }
         details
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manager::{merge, open};
+    use crate::testing::finding;
+    use gatewatch_detector::IncidentKind;
+
+    #[test]
+    fn a_change_serialises_with_a_typed_kind() {
+        let created = open(&finding(IncidentKind::TrafficSpike, "192.0.2.1", 0, 1000));
+        let mut f = finding(IncidentKind::TrafficSpike, "192.0.2.1", 0, 2000);
+        f.severity = Severity::High;
+        let escalated = merge(&created.incident, &f).unwrap();
+        let v = serde_json::to_value(&escalated).unwrap();
+        assert_eq!(v["change"], json!({"type": "escalated", "from": "medium"}));
+        assert_eq!(v["actor"], "detector:test");
+        assert_eq!(v["incident"]["revision"], 1);
+        assert_eq!(escalated.expected_revision(), Some(0));
+        assert_eq!(created.expected_revision(), None);
+        assert_eq!(escalated.timeline_details()["from"], "medium");
     }
 }
