@@ -1,0 +1,169 @@
+//! What sources hand to the pipeline: raw lines with an acknowledgement handle.
+
+use gatewatch_detector::SourceId;
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Called once the effects of a batch (its incidents) are durable; a source
+/// then commits its Kafka offsets or checkpoints its file position. Never
+/// called for a batch whose effects might be lost, so a crash replays rather
+/// than skips.
+pub trait Acknowledge: Send {
+    /// Marks the batch as durably processed.
+    fn ack(self: Box<Self>);
+}
+
+/// Where a batch's lines came from, so that a rejected line can be named
+/// precisely (`file.log:1234`, `topic[2]@8812`, `syslog from 10.0.0.7`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Lines of a file; `first_line` is the 1-based number of the first line.
+    File {
+        /// The file.
+        path: Arc<str>,
+        /// Number of the batch's first line.
+        first_line: u64,
+    },
+    /// Standard input; `first_line` as for files.
+    Stdin {
+        /// Number of the batch's first line.
+        first_line: u64,
+    },
+    /// Messages of one Kafka partition; `first_offset` of the first line.
+    Kafka {
+        /// Topic.
+        topic: Arc<str>,
+        /// Partition.
+        partition: i32,
+        /// Offset of the batch's first message.
+        first_offset: i64,
+    },
+    /// Syslog messages from one peer.
+    Syslog {
+        /// The peer address.
+        peer: Arc<str>,
+    },
+}
+
+impl Origin {
+    /// A human-readable position of line `index` of the batch.
+    pub fn locate(&self, index: usize) -> Located<'_> {
+        Located { origin: self, index }
+    }
+}
+
+/// Display helper returned by [`Origin::locate`].
+pub struct Located<'a> {
+    origin: &'a Origin,
+    index: usize,
+}
+
+impl fmt::Display for Located<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = self.index as u64;
+        match self.origin {
+            Origin::File { path, first_line } => write!(f, "{path}:{}", first_line + i),
+            Origin::Stdin { first_line } => write!(f, "<stdin>:{}", first_line + i),
+            Origin::Kafka {
+                topic,
+                partition,
+                first_offset,
+            } => write!(f, "{topic}[{partition}]@{}", first_offset + self.index as i64),
+            Origin::Syslog { peer } => write!(f, "syslog from {peer}"),
+        }
+    }
+}
+
+/// A batch of raw log lines from one source, stored back to back in one
+/// buffer so that reading a million lines costs a handful of allocations.
+pub struct RecordBatch {
+    /// The configured source the lines came from.
+    pub source: SourceId,
+    /// Where the lines came from, for error messages.
+    pub origin: Origin,
+    /// The bytes of every line, without line terminators.
+    pub data: Vec<u8>,
+    /// Each line's byte range in `data`.
+    pub lines: Vec<Range<u32>>,
+    /// Lines that were cut at the maximum line length.
+    pub truncated: u32,
+    /// Called once the batch's effects are durable; `None` when the source
+    /// needs no acknowledgement (replay).
+    pub ack: Option<Box<dyn Acknowledge>>,
+}
+
+impl RecordBatch {
+    /// An empty batch with room for `bytes` bytes of lines.
+    pub fn with_capacity(source: SourceId, origin: Origin, bytes: usize) -> RecordBatch {
+        RecordBatch {
+            source,
+            origin,
+            data: Vec::with_capacity(bytes),
+            lines: Vec::with_capacity(bytes / 128),
+            truncated: 0,
+            ack: None,
+        }
+    }
+
+    /// Appends one line (without terminator), cutting it at `max_len` bytes.
+    pub fn push_line(&mut self, line: &[u8], max_len: usize) {
+        let cut = line.len().min(max_len);
+        if cut < line.len() {
+            self.truncated += 1;
+        }
+        let start = self.data.len() as u32;
+        self.data.extend_from_slice(&line[..cut]);
+        self.lines.push(start..self.data.len() as u32);
+    }
+
+    /// Line `i`.
+    pub fn line(&self, i: usize) -> &[u8] {
+        let r = &self.lines[i];
+        &self.data[r.start as usize..r.end as usize]
+    }
+
+    /// Number of lines.
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// Whether the batch holds no line.
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// Bytes of line data held.
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+}
+
+impl fmt::Debug for RecordBatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecordBatch")
+            .field("source", &self.source)
+            .field("origin", &self.origin)
+            .field("lines", &self.lines.len())
+            .field("bytes", &self.data.len())
+            .field("truncated", &self.truncated)
+            .field("ack", &self.ack.is_some())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_stored_back_to_back_and_cut_at_the_limit() {
+        let mut b = RecordBatch::with_capacity(0, Origin::Stdin { first_line: 10 }, 64);
+        b.push_line(b"hello", 100);
+        b.push_line(b"0123456789", 4);
+        assert_eq!(b.line(0), b"hello");
+        assert_eq!(b.line(1), b"0123");
+        assert_eq!(b.truncated, 1);
+        assert_eq!(b.origin.locate(1).to_string(), "<stdin>:11");
+    }
+}

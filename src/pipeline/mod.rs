@@ -1,0 +1,117 @@
+//! Wiring of the pipeline: sources → detection thread → incident task.
+//!
+//! ```text
+//! sources ──RecordBatch──▶ detect thread ──StageMsg──▶ incident task ──▶ store, sinks
+//!          (bounded)       parse, route,   (bounded)    manager, ack
+//!                          detect
+//! ```
+//! Both channels are bounded, so a slow store slows detection, which slows
+//! the sources (backpressure) instead of growing memory. `replay` and `run`
+//! use this same wiring; only the sources differ.
+
+pub mod detect;
+pub mod incidents;
+pub mod stats;
+
+use crate::config::Config;
+use crate::sinks::IncidentSink;
+use anyhow::Context;
+use gatewatch_alerting::{IncidentManager, IncidentStore, ManagerConfig};
+use gatewatch_detector::{Engine, Finding};
+use gatewatch_ingest::formats::{self, FormatKind};
+use gatewatch_ingest::{Acknowledge, RecordBatch};
+use stats::PipelineStats;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// What the detection stage tells the incident stage, in order.
+pub enum StageMsg {
+    /// Findings from the lines of the batches before the next `BatchDone`.
+    Findings(Vec<Finding>),
+    /// Every finding of a batch has been sent: once they are stored, the
+    /// batch can be acknowledged.
+    BatchDone(Option<Box<dyn Acknowledge>>),
+}
+
+/// A started pipeline.
+pub struct Running {
+    /// Where sources send batches. Dropping every clone ends the pipeline.
+    pub batches: mpsc::Sender<RecordBatch>,
+    /// Shared counters.
+    pub stats: Arc<PipelineStats>,
+    detect: std::thread::JoinHandle<()>,
+    incidents: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Waits for the pipeline to drain after every batch sender is dropped.
+    pub async fn finish(self) -> anyhow::Result<Arc<PipelineStats>> {
+        drop(self.batches);
+        let detect = self.detect;
+        tokio::task::spawn_blocking(move || detect.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("The detection thread panicked"))?;
+        self.incidents.await??;
+        Ok(self.stats)
+    }
+}
+
+/// How the incident stage treats store failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreFailures {
+    /// Retry with backoff forever (a live run must not drop findings).
+    Retry,
+    /// Fail the pipeline (a replay reports the error).
+    Fail,
+}
+
+/// Starts the detection thread and the incident task for sources with the
+/// given formats (indexed by `SourceId`).
+pub fn start(
+    cfg: &Config,
+    source_formats: &[FormatKind],
+    store: Arc<dyn IncidentStore>,
+    sinks: Vec<Box<dyn IncidentSink>>,
+    failures: StoreFailures,
+) -> anyhow::Result<Running> {
+    let formats = source_formats
+        .iter()
+        .map(|k| formats::build(*k, &cfg.parser))
+        .collect::<Result<Vec<_>, _>>()
+        .context("Invalid parser configuration")?;
+    let engine = Engine::new(&cfg.detection, 1).context("Invalid detection configuration")?;
+    let stats = Arc::new(PipelineStats::new(source_formats.len()));
+    let manager = IncidentManager::new(
+        store,
+        ManagerConfig {
+            merge_gap: std::time::Duration::from_secs(cfg.incidents.merge_gap_secs),
+            ..ManagerConfig::default()
+        },
+    );
+
+    let (batch_tx, batch_rx) = mpsc::channel::<RecordBatch>(cfg.pipeline.queue_batches);
+    let (msg_tx, msg_rx) = mpsc::channel::<StageMsg>(cfg.pipeline.queue_batches * 4);
+    let stage = detect::DetectStage {
+        formats,
+        engine,
+        stats: stats.clone(),
+        samples_per_reason: cfg.pipeline.rejected_samples_per_reason,
+    };
+    let detect = std::thread::Builder::new()
+        .name("gatewatch-detect".into())
+        .spawn(move || stage.run(batch_rx, msg_tx))
+        .context("Failed to start the detection thread")?;
+    let incident_stage = incidents::IncidentStage {
+        manager,
+        sinks,
+        stats: stats.clone(),
+        retry_store: failures == StoreFailures::Retry,
+    };
+    let incidents = tokio::spawn(incident_stage.run(msg_rx));
+    Ok(Running {
+        batches: batch_tx,
+        stats,
+        detect,
+        incidents,
+    })
+}
