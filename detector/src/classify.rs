@@ -45,6 +45,9 @@ impl RequestClass {
     pub const AUTH_SUCCESS: RequestClass = RequestClass(1 << 8);
     /// The query names an object through an id parameter (`?author=3`).
     pub const ID_PARAM: RequestClass = RequestClass(1 << 9);
+    /// The path is under a route of objects that belong to someone
+    /// (`/users/`, `/invoices/`).
+    pub const OWNED_OBJECT: RequestClass = RequestClass(1 << 10);
 
     /// Whether every bit of `other` is set.
     pub const fn contains(self, other: RequestClass) -> bool {
@@ -86,7 +89,7 @@ impl std::ops::BitOr for RequestClass {
 
 impl fmt::Debug for RequestClass {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const NAMES: [(RequestClass, &str); 10] = [
+        const NAMES: [(RequestClass, &str); 11] = [
             (RequestClass::LOGIN, "LOGIN"),
             (RequestClass::PRIVILEGED, "PRIVILEGED"),
             (RequestClass::SENSITIVE_FILE, "SENSITIVE_FILE"),
@@ -97,6 +100,7 @@ impl fmt::Debug for RequestClass {
             (RequestClass::AUTH_FAILURE, "AUTH_FAILURE"),
             (RequestClass::AUTH_SUCCESS, "AUTH_SUCCESS"),
             (RequestClass::ID_PARAM, "ID_PARAM"),
+            (RequestClass::OWNED_OBJECT, "OWNED_OBJECT"),
         ];
         let mut list = f.debug_set();
         for (bit, name) in NAMES {
@@ -123,6 +127,7 @@ pub struct Classifier {
     privileged: Option<AhoCorasick>,
     sensitive: Option<AhoCorasick>,
     attack: Option<AhoCorasick>,
+    owned: Option<AhoCorasick>,
     static_exts: Vec<Box<[u8]>>,
     id_params: Vec<String>,
     basic_auth_failures: bool,
@@ -253,6 +258,11 @@ impl Classifier {
                 &concat(&p.attack_fragments, &p.extra_attack_fragments),
                 MatchKind::LeftmostFirst,
             )?,
+            owned: build_ac(
+                "privilege_probing.owned_object_routes",
+                &p.owned_object_routes,
+                MatchKind::LeftmostFirst,
+            )?,
             static_exts: cfg
                 .classify
                 .static_extensions
@@ -306,11 +316,14 @@ impl Classifier {
             class.insert(RequestClass::SENSITIVE_FILE);
         }
         if let Some(obj) = object_ref(path, &ev.query, &self.id_params) {
-            class.insert(if obj.from_param {
-                RequestClass::ID_PARAM
+            if obj.from_param {
+                class.insert(RequestClass::ID_PARAM);
             } else {
-                RequestClass::OBJECT_ID
-            });
+                class.insert(RequestClass::OBJECT_ID);
+                if self.owned.as_ref().is_some_and(|o| o.is_match(path)) {
+                    class.insert(RequestClass::OWNED_OBJECT);
+                }
+            }
         }
         self.classify_login(ev, &mut class);
         class
@@ -572,6 +585,10 @@ mod tests {
         assert!(q.from_param);
         assert_eq!(q.numeric, Some(3));
         assert!(object_ref("/about/team", "page=2", &ids).is_none());
-        assert!(classify(&ev(Method::Get, "/users/5", 403)).contains(RequestClass::OBJECT_ID));
+        assert!(classify(&ev(Method::Get, "/users/5", 403))
+            .contains(RequestClass::OBJECT_ID | RequestClass::OWNED_OBJECT));
+        assert!(
+            !classify(&ev(Method::Get, "/products/5", 200)).contains(RequestClass::OWNED_OBJECT)
+        );
     }
 }

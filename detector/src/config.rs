@@ -361,6 +361,10 @@ pub struct PrivilegeProbingConfig {
     /// enumeration whatever the statuses. Generic `id` is left out by
     /// default: crawlers walk `?id=N` catalogue pages.
     pub id_params: Vec<String>,
+    /// Route fragments of objects that belong to someone (`/users/`,
+    /// `/invoices/`): only there is an in-order walk with 2xx answers an
+    /// object walk (a crawler walking `/products/N` is not).
+    pub owned_object_routes: Vec<String>,
     /// Window, in seconds, over which probing counts are kept.
     pub window_secs: u64,
     /// Distinct privileged paths denied (401/403/404) that make an admin
@@ -377,8 +381,9 @@ pub struct PrivilegeProbingConfig {
     /// Distinct object ids denied (401/403/404) under one route that make an
     /// object walk (BOLA).
     pub object_ids: u32,
-    /// Distinct object ids walked in near-sequential order under one route
-    /// that make an enumeration whatever the statuses.
+    /// Distinct object ids walked in near-sequential order under one
+    /// `owned_object_routes` route that make an object walk whatever the
+    /// statuses.
     pub sequential_ids: u32,
     /// Distinct values of one `id_params` parameter that make an ID
     /// enumeration.
@@ -518,6 +523,32 @@ impl Default for PrivilegeProbingConfig {
                 "account",
                 "account_id",
                 "customer_id",
+            ]),
+            owned_object_routes: strings(&[
+                "/user/",
+                "/users/",
+                "/account/",
+                "/accounts/",
+                "/customer/",
+                "/customers/",
+                "/member/",
+                "/members/",
+                "/profile/",
+                "/profiles/",
+                "/order/",
+                "/orders/",
+                "/invoice/",
+                "/invoices/",
+                "/payment/",
+                "/payments/",
+                "/document/",
+                "/documents/",
+                "/message/",
+                "/messages/",
+                "/tenant/",
+                "/tenants/",
+                "/patient/",
+                "/patients/",
             ]),
             window_secs: 600,
             admin_paths: 3,

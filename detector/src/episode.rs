@@ -103,6 +103,11 @@ impl<const N: usize> Samples<N> {
         self.items.push(s.to_owned());
     }
 
+    /// Whether no more samples will be kept.
+    pub fn is_full(&self) -> bool {
+        self.items.len() >= N
+    }
+
     /// The samples kept, oldest first.
     pub fn items(&self) -> &[String] {
         &self.items

@@ -8,13 +8,12 @@
 //! * **Per source** (role `Client`), created by a source's first failed
 //!   login: failures and attempts over a short sliding window
 //!   (`window_secs`) and a long one (`slow_window_secs`), distinct failing
-//!   accounts (a 64-bit sketch), the account failing most (a one-counter
-//!   Misra-Gries) and the current failure streak. Nothing is judged unless
+//!   accounts (a 64-bit sketch) and the current failure streak. Nothing is judged unless
 //!   at least `min_failure_ratio` of the source's attempts in the window
 //!   failed, so a NAT full of real users who mostly succeed stays quiet.
 //!   Then: `spray_accounts` distinct failing accounts is a **password
-//!   spray**; `brute_force_failures` failures on one account (or from the
-//!   source, when the log names no accounts) is a **brute force**;
+//!   spray**; `brute_force_failures` failures on fewer accounts than that (or
+//!   from the source, when the log names no accounts) is a **brute force**;
 //!   `slow_failures` failures over the long window at
 //!   `slow_min_failure_ratio`, without a fast technique, is **low and slow**.
 //!   A success after `takeover_min_failures` consecutive failures, or during
@@ -74,8 +73,6 @@ struct SourceState {
     slow_fails: BucketWindow<LONG_N>,
     slow_attempts: BucketWindow<LONG_N>,
     users: DistinctWindow,
-    top_user: u32,
-    top_count: u16,
     streak: u16,
     saw_user: bool,
     /// Techniques recognised in this episode.
@@ -169,10 +166,6 @@ impl Params {
         st.slow_attempts.add(lb, 1);
 
         if failed {
-            if st.fails.sum(sb) == 0 {
-                // The fast run restarts: account counts start again.
-                st.top_count = 0;
-            }
             st.fails.add(sb, 1);
             st.slow_fails.add(lb, 1);
             st.streak = st.streak.saturating_add(1);
@@ -181,15 +174,6 @@ impl Params {
                 st.saw_user = true;
                 let h = hash_str(u);
                 st.users.insert(gen, h);
-                let h32 = h as u32;
-                if st.top_count == 0 {
-                    st.top_user = h32;
-                    st.top_count = 1;
-                } else if st.top_user == h32 {
-                    st.top_count = st.top_count.saturating_add(1);
-                } else {
-                    st.top_count -= 1;
-                }
             }
             if st.ep.events >= 2 {
                 let e = st.evidence.get_or_insert_with(Box::default);
@@ -211,12 +195,10 @@ impl Params {
             {
                 techniques |= SPRAY;
             }
-            let one_account = if st.saw_user {
-                u32::from(st.top_count)
-            } else {
-                fails_w
-            };
-            if one_account >= self.cfg.brute_force_failures {
+            // Hammering one account or a few (fewer than a spray's worth).
+            if fails_w >= self.cfg.brute_force_failures
+                && (!st.saw_user || accounts < self.cfg.spray_accounts)
+            {
                 techniques |= BRUTE;
             }
         }
@@ -398,8 +380,9 @@ impl Params {
         }
         st.bucket_fails += 1;
         st.fails.add(sb, 1);
-        let src = ClientKey::for_ip(ev.ip, 128).stable_hash();
-        st.sources.insert(gen, src);
+        // Sources are client keys: addresses rotating inside one IPv6 /64
+        // are one source.
+        st.sources.insert(gen, obs.key.stable_hash());
         if let Some(u) = ev.user.as_deref().filter(|u| !u.is_empty()) {
             st.users.insert(gen, hash_str(u));
             st.user_samples.offer(u);

@@ -16,7 +16,8 @@
 //! * the current **object walk**: the route with its id taken out
 //!   (`/api/users/{}/orders`), distinct ids, denials and near-sequential
 //!   steps: `object_ids` distinct ids mostly denied (BOLA), or
-//!   `sequential_ids` walked in order whatever the statuses, is an **object
+//!   `sequential_ids` walked in order under a route of owned objects
+//!   (`/users/`, `/invoices/`) whatever the statuses, is an **object
 //!   walk**; `id_param_values` distinct values of an id parameter is an **ID
 //!   enumeration**;
 //! * distinct denied / malformed paths against all requests:
@@ -34,7 +35,7 @@ use crate::episode::{Episode, Samples};
 use crate::finding::{Finding, IncidentKind, Severity};
 use crate::table::ClientTable;
 use crate::time::EventTime;
-use crate::window::{bucket_of, BucketWindow, Distinct64, DistinctWindow};
+use crate::window::{bucket_of, BucketWindow, Distinct128, DistinctWindow};
 use serde_json::json;
 
 /// The detector's name in findings and config.
@@ -61,16 +62,17 @@ const WIN_N: usize = 6;
 #[derive(Clone, Copy, Debug, Default)]
 struct Walk {
     route: u32,
-    ids: Distinct64,
+    ids: Distinct128,
     n: u16,
     denied: u16,
     seq: u16,
     last: u32,
     sticky: u8,
+    owned: bool,
 }
 
 impl Walk {
-    fn update(&mut self, r: &ObjectRef, denied: bool) {
+    fn update(&mut self, r: &ObjectRef, denied: bool, owned: bool) {
         let route = r.route_hash as u32;
         if self.n == 0 || self.route != route {
             if self.n > 0 && self.sticky > 0 {
@@ -85,6 +87,7 @@ impl Walk {
             };
         }
         self.sticky = (self.sticky + 1).min(8);
+        self.owned |= owned;
         self.n = self.n.saturating_add(1);
         self.ids.insert(r.id_hash);
         if denied {
@@ -223,25 +226,28 @@ impl Params {
         if walked {
             if let Some(r) = object_ref(&ev.path, &ev.query, &self.cfg.id_params) {
                 if r.from_param {
-                    st.param.update(&r, denied);
+                    st.param.update(&r, denied, false);
                 } else {
-                    st.walk.update(&r, denied);
+                    st.walk
+                        .update(&r, denied, class.contains(RequestClass::OWNED_OBJECT));
                 }
             }
         }
-        if suspicious {
+        if suspicious || walked {
             st.ep.events = st.ep.events.saturating_add(1);
-            if st.ep.events >= 2 {
-                let s = st.samples.get_or_insert_with(Box::default);
-                if ev.query.is_empty() {
-                    s.offer(&ev.path);
-                } else {
-                    let mut p = String::with_capacity(ev.path.len() + 1 + ev.query.len());
-                    p.push_str(&ev.path);
-                    p.push('?');
-                    p.push_str(&ev.query);
-                    s.offer(&p);
-                }
+        }
+        if suspicious && st.ep.events >= 2 {
+            let s = st.samples.get_or_insert_with(Box::default);
+            if s.is_full() {
+                // Nothing to add: no allocation.
+            } else if ev.query.is_empty() {
+                s.offer(&ev.path);
+            } else {
+                let mut p = String::with_capacity(ev.path.len() + 1 + ev.query.len());
+                p.push_str(&ev.path);
+                p.push('?');
+                p.push_str(&ev.query);
+                s.offer(&p);
             }
         }
         if !(suspicious || walked) {
@@ -261,7 +267,7 @@ impl Params {
         let ids = st.walk.ids.estimate();
         let w = &st.walk;
         if (ids >= c.object_ids && 2 * u32::from(w.denied) >= u32::from(w.n))
-            || (ids >= c.sequential_ids && 5 * u32::from(w.seq) >= 4 * u32::from(w.n))
+            || (w.owned && ids >= c.sequential_ids && 5 * u32::from(w.seq) >= 4 * u32::from(w.n))
         {
             t |= OBJECT;
         }

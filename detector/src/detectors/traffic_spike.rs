@@ -15,7 +15,8 @@
 //! so a spike is caught on the event that crosses it.
 //!
 //! A client with fewer than `warmup_buckets` active buckets is judged against
-//! the population instead: Poisson at the site's p99 of per-client bucket
+//! the population instead: a negative binomial (coefficient of variation
+//! 1/2, since clients differ) around the site's p99 of per-client bucket
 //! counts (at least `new_client_floor`), times the surge. At start-up, until
 //! the site baseline itself has warmed up, new clients are not judged.
 //!
@@ -42,6 +43,9 @@ pub const NAME: &str = "traffic_spike";
 const IN_EPISODE: u8 = 1;
 const SPIKED_THIS_BUCKET: u8 = 2;
 const BY_POPULATION: u8 = 4;
+
+/// Negative-binomial shape (`r`) of the spread assumed between clients.
+const NEW_CLIENT_R: f64 = 4.0;
 
 /// Threshold meaning "not judged".
 const NEVER: u32 = u32::MAX;
@@ -128,7 +132,11 @@ impl Params {
         if self.pop_thr.1 != pop.epoch {
             let thr = if pop.learned {
                 let mean = pop.client_rate.max(f64::from(self.cfg.new_client_floor)) * pop.surge;
-                let t = tail_threshold(mean, mean, self.cfg.p_value, u64::from(NEVER - 1));
+                // Clients differ: judge a stranger against a negative
+                // binomial with a coefficient of variation of 1/2 around the
+                // population figure, not a tight Poisson.
+                let var = mean + mean * mean / NEW_CLIENT_R;
+                let t = tail_threshold(mean, var, self.cfg.p_value, u64::from(NEVER - 1));
                 u32::try_from(t)
                     .unwrap_or(NEVER - 1)
                     .max(self.cfg.min_events)
@@ -284,7 +292,7 @@ impl Params {
         let pop = obs.population;
         let by_pop = st.flags & BY_POPULATION != 0;
         let model = if by_pop {
-            CountModel::new(expected, expected)
+            CountModel::new(expected, expected + expected * expected / NEW_CLIENT_R)
         } else {
             let (m, v) = Params::expected(&st.base, pop.surge);
             CountModel::new(m, v)
