@@ -6,19 +6,38 @@
 //! own bucket while it is still inside the window, else dropped: a fixed
 //! rule, so results do not depend on arrival batching.
 
-/// Event counts over the last `N` buckets of `width_ms` each (a sliding
-/// window of `N × width_ms`), as saturating `u16`s.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BucketWindow<const N: usize> {
-    head: u32,
-    counts: [u16; N],
+/// A saturating bucket counter: `u16`, or `u8` where only small counts
+/// matter (long windows judged against low thresholds).
+pub trait Count: Copy + Default + Into<u32> {
+    /// `self + n`, saturating.
+    fn sat_add(self, n: u16) -> Self;
 }
 
-impl<const N: usize> Default for BucketWindow<N> {
+impl Count for u16 {
+    fn sat_add(self, n: u16) -> Self {
+        self.saturating_add(n)
+    }
+}
+
+impl Count for u8 {
+    fn sat_add(self, n: u16) -> Self {
+        self.saturating_add(u8::try_from(n).unwrap_or(u8::MAX))
+    }
+}
+
+/// Event counts over the last `N` buckets of `width_ms` each (a sliding
+/// window of `N × width_ms`), as saturating counters of type `C`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BucketWindow<const N: usize, C: Count = u16> {
+    head: u32,
+    counts: [C; N],
+}
+
+impl<const N: usize, C: Count> Default for BucketWindow<N, C> {
     fn default() -> Self {
         BucketWindow {
             head: 0,
-            counts: [0; N],
+            counts: [C::default(); N],
         }
     }
 }
@@ -28,17 +47,17 @@ pub fn bucket_of(ms: i64, width_ms: i64) -> u32 {
     ms.div_euclid(width_ms.max(1)).clamp(0, i64::from(u32::MAX)) as u32
 }
 
-impl<const N: usize> BucketWindow<N> {
+impl<const N: usize, C: Count> BucketWindow<N, C> {
     fn roll(&mut self, bucket: u32) {
         if bucket <= self.head {
             return;
         }
         let gap = (bucket - self.head) as usize;
         if gap >= N {
-            self.counts = [0; N];
+            self.counts = [C::default(); N];
         } else {
             for b in (self.head + 1)..=bucket {
-                self.counts[b as usize % N] = 0;
+                self.counts[b as usize % N] = C::default();
             }
         }
         self.head = bucket;
@@ -49,7 +68,7 @@ impl<const N: usize> BucketWindow<N> {
         self.roll(bucket);
         if self.head - bucket < N as u32 {
             let c = &mut self.counts[bucket as usize % N];
-            *c = c.saturating_add(n);
+            *c = c.sat_add(n);
         }
     }
 
@@ -61,7 +80,7 @@ impl<const N: usize> BucketWindow<N> {
         let mut total = 0u32;
         for b in self.head.saturating_sub(N as u32 - 1)..=self.head {
             if bucket >= b && bucket - b < N as u32 {
-                total += u32::from(self.counts[b as usize % N]);
+                total += self.counts[b as usize % N].into();
             }
         }
         total
@@ -75,6 +94,9 @@ impl<const N: usize> BucketWindow<N> {
 pub struct Distinct128([u64; 2]);
 
 impl Distinct128 {
+    /// An empty sketch (usable in constants).
+    pub const EMPTY: Distinct128 = Distinct128([0; 2]);
+
     fn slot(hash: u64) -> (usize, u64) {
         let b = crate::event::mix64(hash) >> 57;
         ((b >> 6) as usize, 1u64 << (b & 63))
@@ -122,6 +144,13 @@ pub struct DistinctWindow {
 }
 
 impl DistinctWindow {
+    /// An empty window (usable in constants).
+    pub const EMPTY: DistinctWindow = DistinctWindow {
+        gen: 0,
+        cur: Distinct128::EMPTY,
+        prev: Distinct128::EMPTY,
+    };
+
     fn roll(&mut self, gen: u32) {
         if gen == self.gen.wrapping_add(1) {
             self.prev = self.cur;
@@ -173,6 +202,9 @@ mod tests {
         assert_eq!(w.sum(15), 4, "only bucket 13 is within 13..=15");
         w.add(20, 1);
         assert_eq!(w.sum(20), 1);
+        let mut small: BucketWindow<2, u8> = BucketWindow::default();
+        small.add(1, 300);
+        assert_eq!(small.sum(1), 255, "u8 counters saturate");
     }
 
     #[test]

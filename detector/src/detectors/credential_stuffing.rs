@@ -70,8 +70,10 @@ struct SourceEvidence {
 struct SourceState {
     fails: BucketWindow<SHORT_N>,
     attempts: BucketWindow<SHORT_N>,
-    slow_fails: BucketWindow<LONG_N>,
-    slow_attempts: BucketWindow<LONG_N>,
+    // u8 per long bucket: only low-and-slow runs are judged on these, and a
+    // fast run saturating a bucket at 255 changes no verdict.
+    slow_fails: BucketWindow<LONG_N, u8>,
+    slow_attempts: BucketWindow<LONG_N, u8>,
     users: DistinctWindow,
     streak: u16,
     saw_user: bool,

@@ -103,23 +103,63 @@ impl Walk {
     }
 }
 
+impl Walk {
+    const EMPTY: Walk = Walk {
+        route: 0,
+        ids: Distinct128::EMPTY,
+        n: 0,
+        denied: 0,
+        seq: 0,
+        last: 0,
+        sticky: 0,
+        owned: false,
+    };
+}
+
+/// State only clients that touch privileged routes, sensitive files or
+/// object ids need: boxed, so a flood of plain 404s stays small.
 #[derive(Clone, Debug, Default)]
-struct ProbeState {
-    total: BucketWindow<WIN_N>,
-    denied: BucketWindow<WIN_N>,
-    enum_paths: DistinctWindow,
+struct Extra {
     admin_paths: DistinctWindow,
     sensitive: DistinctWindow,
     admin_denied: u16,
     admin_ok: u16,
     exposed: u16,
-    /// Denials seen: 400, 401, 403, 404, other.
-    statuses: [u16; 5],
     walk: Walk,
     param: Walk,
+}
+
+static NO_EXTRA: Extra = Extra {
+    admin_paths: DistinctWindow::EMPTY,
+    sensitive: DistinctWindow::EMPTY,
+    admin_denied: 0,
+    admin_ok: 0,
+    exposed: 0,
+    walk: Walk::EMPTY,
+    param: Walk::EMPTY,
+};
+
+#[derive(Clone, Debug, Default)]
+struct ProbeState {
+    total: BucketWindow<WIN_N>,
+    denied: BucketWindow<WIN_N>,
+    enum_paths: DistinctWindow,
+    /// Denials seen: 400, 401, 403, 404, other.
+    statuses: [u16; 5],
     techniques: u8,
     ep: Episode,
+    extra: Option<Box<Extra>>,
     samples: Option<Box<Samples<5>>>,
+}
+
+impl ProbeState {
+    fn x(&self) -> &Extra {
+        self.extra.as_deref().unwrap_or(&NO_EXTRA)
+    }
+
+    fn x_mut(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
+    }
 }
 
 /// See the module docs.
@@ -179,13 +219,20 @@ impl Params {
 
         if suspicious && st.total.sum(b) == 0 {
             // Quiet for a whole window: a new episode.
+            let extra = st.extra.take().map(|mut x| {
+                *x = Extra {
+                    admin_paths: x.admin_paths,
+                    sensitive: x.sensitive,
+                    ..Extra::default()
+                };
+                x
+            });
             *st = ProbeState {
                 total: st.total,
                 denied: st.denied,
                 enum_paths: st.enum_paths,
-                admin_paths: st.admin_paths,
-                sensitive: st.sensitive,
                 ep: Episode::starting(now),
+                extra,
                 ..ProbeState::default()
             };
         }
@@ -207,28 +254,32 @@ impl Params {
         }
         if class.contains(RequestClass::PRIVILEGED) && !malformed {
             if denied {
-                st.admin_paths.insert(gen, hash_str(&ev.path));
-                st.admin_denied = st.admin_denied.saturating_add(1);
+                let x = st.x_mut();
+                x.admin_paths.insert(gen, hash_str(&ev.path));
+                x.admin_denied = x.admin_denied.saturating_add(1);
             } else if ok {
-                st.admin_ok = st.admin_ok.saturating_add(1);
+                let x = st.x_mut();
+                x.admin_ok = x.admin_ok.saturating_add(1);
             }
         }
         if class.contains(RequestClass::SENSITIVE_FILE) {
-            st.sensitive.insert(
+            let x = st.x_mut();
+            x.sensitive.insert(
                 gen,
                 hash_str(&ev.path) ^ crate::event::mix64(hash_str(&ev.query)),
             );
             if ok && !is_static {
-                st.exposed = st.exposed.saturating_add(1);
+                x.exposed = x.exposed.saturating_add(1);
             }
         }
         let walked = class.intersects(RequestClass::OBJECT_ID | RequestClass::ID_PARAM);
         if walked {
             if let Some(r) = object_ref(&ev.path, &ev.query, &self.cfg.id_params) {
                 if r.from_param {
-                    st.param.update(&r, denied, false);
+                    st.x_mut().param.update(&r, denied, false);
                 } else {
-                    st.walk
+                    st.x_mut()
+                        .walk
                         .update(&r, denied, class.contains(RequestClass::OWNED_OBJECT));
                 }
             }
@@ -256,22 +307,23 @@ impl Params {
 
         let c = &self.cfg;
         let mut t = 0u8;
-        if st.admin_paths.estimate(gen) >= c.admin_paths
-            && u32::from(st.admin_denied) > 2 * u32::from(st.admin_ok)
+        let x = st.x();
+        if x.admin_paths.estimate(gen) >= c.admin_paths
+            && u32::from(x.admin_denied) > 2 * u32::from(x.admin_ok)
         {
             t |= ADMIN;
         }
-        if st.sensitive.estimate(gen) >= c.sensitive_paths {
+        if x.sensitive.estimate(gen) >= c.sensitive_paths {
             t |= SENSITIVE;
         }
-        let ids = st.walk.ids.estimate();
-        let w = &st.walk;
+        let ids = x.walk.ids.estimate();
+        let w = &x.walk;
         if (ids >= c.object_ids && 2 * u32::from(w.denied) >= u32::from(w.n))
             || (w.owned && ids >= c.sequential_ids && 5 * u32::from(w.seq) >= 4 * u32::from(w.n))
         {
             t |= OBJECT;
         }
-        if st.param.ids.estimate() >= c.id_param_values {
+        if x.param.ids.estimate() >= c.id_param_values {
             t |= IDENUM;
         }
         if st.enum_paths.estimate(gen) >= c.enum_paths
@@ -299,7 +351,7 @@ impl Params {
         if t & ENUM != 0 && st.enum_paths.estimate(gen) >= 5 * self.cfg.enum_paths {
             s = s.max(Severity::Medium);
         }
-        if t & OBJECT != 0 || (t & SENSITIVE != 0 && st.exposed > 0) {
+        if t & OBJECT != 0 || (t & SENSITIVE != 0 && st.x().exposed > 0) {
             s = Severity::High;
         }
         s
@@ -320,16 +372,17 @@ impl Params {
             .map(|(_, n)| *n)
             .collect();
         let technique = names.first().copied().unwrap_or("path_enumeration");
+        let x = st.x();
         let what = match technique {
             "object_walk" => format!(
                 "walked about {} object ids under one route ({} denied)",
-                st.walk.ids.estimate(),
-                st.walk.denied
+                x.walk.ids.estimate(),
+                x.walk.denied
             ),
             "sensitive_files" => format!(
                 "asked for about {} sensitive files{}",
-                st.sensitive.estimate(gen),
-                if st.exposed > 0 {
+                x.sensitive.estimate(gen),
+                if x.exposed > 0 {
                     ", and one was served"
                 } else {
                     ""
@@ -337,11 +390,11 @@ impl Params {
             ),
             "admin_probe" => format!(
                 "was denied on about {} privileged paths",
-                st.admin_paths.estimate(gen)
+                x.admin_paths.estimate(gen)
             ),
             "id_enumeration" => format!(
                 "enumerated about {} user ids through a query parameter",
-                st.param.ids.estimate()
+                x.param.ids.estimate()
             ),
             _ => format!(
                 "hit about {} distinct missing or forbidden paths",
@@ -368,17 +421,17 @@ impl Params {
                 "suspicious_requests": st.ep.events,
                 "denied_paths": st.enum_paths.estimate(gen),
                 "denied_ratio": (ratio(st.denied.sum(b), st.total.sum(b)) * 100.0).round() / 100.0,
-                "privileged_paths_denied": st.admin_paths.estimate(gen),
-                "privileged_ok": st.admin_ok,
-                "sensitive_paths": st.sensitive.estimate(gen),
-                "sensitive_served": st.exposed,
+                "privileged_paths_denied": x.admin_paths.estimate(gen),
+                "privileged_ok": x.admin_ok,
+                "sensitive_paths": x.sensitive.estimate(gen),
+                "sensitive_served": x.exposed,
                 "object_walk": {
-                    "distinct_ids": st.walk.ids.estimate(),
-                    "requests": st.walk.n,
-                    "denied": st.walk.denied,
-                    "sequential_steps": st.walk.seq,
+                    "distinct_ids": x.walk.ids.estimate(),
+                    "requests": x.walk.n,
+                    "denied": x.walk.denied,
+                    "sequential_steps": x.walk.seq,
                 },
-                "id_param_values": st.param.ids.estimate(),
+                "id_param_values": x.param.ids.estimate(),
                 "statuses": { "400": s400, "401": s401, "403": s403, "404": s404, "other": other },
                 "sample_paths": st.samples.as_deref().map(|s| s.items().to_vec()).unwrap_or_default(),
             }),
@@ -426,8 +479,12 @@ impl Detector for PrivilegeProbing {
         let heap: usize = self
             .table
             .values()
-            .filter_map(|s| s.samples.as_deref())
-            .map(|s| std::mem::size_of::<Samples<5>>() + s.heap_bytes())
+            .map(|s| {
+                s.samples
+                    .as_deref()
+                    .map_or(0, |s| std::mem::size_of::<Samples<5>>() + s.heap_bytes())
+                    + s.extra.as_ref().map_or(0, |_| std::mem::size_of::<Extra>())
+            })
             .sum();
         self.table.table_bytes() + heap
     }
