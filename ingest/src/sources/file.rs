@@ -437,13 +437,15 @@ impl Tailer {
                 self.write_checkpoint();
                 next_checkpoint = Instant::now() + checkpoint_every;
             }
-            let stop = self.stop.clone();
-            self.handle.block_on(async {
-                tokio::select! {
-                    _ = stop.cancelled() => {}
-                    _ = tokio::time::sleep(poll) => {}
-                }
-            });
+            // A plain sleep in short steps: no dependence on the runtime's
+            // timer from this blocking thread.
+            let wake = Instant::now() + poll;
+            while !self.stop.is_cancelled() && Instant::now() < wake {
+                std::thread::sleep(
+                    wake.saturating_duration_since(Instant::now())
+                        .min(Duration::from_millis(20)),
+                );
+            }
         }
         // Let the pipeline acknowledge what it holds, then checkpoint it.
         let deadline = Instant::now() + Duration::from_millis(self.cfg.shutdown_ack_timeout_ms);

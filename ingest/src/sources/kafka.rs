@@ -400,13 +400,12 @@ impl ClientContext for Context {
             else {
                 continue;
             };
-            // Position is where the consumer fetches next; before it has
-            // fetched anything, the committed offset is.
-            let position = if p.app_offset >= 0 {
-                p.app_offset
-            } else {
-                p.committed_offset
-            };
+            // The position is the offset after the last message handed to
+            // gatewatch; before the first one, where fetching starts.
+            let position = [p.app_offset, p.next_offset, p.committed_offset]
+                .into_iter()
+                .find(|&o| o >= 0)
+                .unwrap_or(-1);
             if p.hi_offset >= 0 && position >= 0 {
                 self.metrics
                     .set_lag(key.0.clone(), key.1, (p.hi_offset - position).max(0));
@@ -461,6 +460,9 @@ impl ConsumerContext for Context {
             parts.remove(key);
             self.metrics.forget_lag(&key.0, key.1);
         }
+        self.metrics
+            .assigned_partitions
+            .store(parts.len() as u64, Relaxed);
         drop(parts);
         self.shared
             .revoked
@@ -485,6 +487,10 @@ impl ConsumerContext for Context {
                         gap: false,
                     });
                 }
+                self.metrics
+                    .assigned_partitions
+                    .store(parts.len() as u64, Relaxed);
+                drop(parts);
                 tracing::info!(source = self.source, partitions = ?names, "Kafka partitions assigned.");
             }
             Rebalance::Revoke(_) => {}
@@ -687,6 +693,7 @@ impl KafkaSource {
         // Dropping the consumer leaves the group. The revoke callback that
         // runs then has nothing left to wait for or commit.
         shared.parts().clear();
+        self.metrics.assigned_partitions.store(0, Relaxed);
         drop(consumer);
         tracing::info!(
             source = self.source,

@@ -42,6 +42,8 @@ pub struct SourceMetrics {
     /// Kafka offset commits or checkpoint writes that failed (retried with
     /// the next one; a crash in between replays, never skips).
     pub commit_failures: AtomicU64,
+    /// Gauge: Kafka partitions assigned to this consumer now.
+    pub assigned_partitions: AtomicU64,
     /// Gauge: Kafka consumer lag per assigned partition.
     kafka_lag: Mutex<BTreeMap<(Arc<str>, i32), i64>>,
 }
@@ -86,6 +88,8 @@ pub struct MetricsSnapshot {
     pub commits: u64,
     /// See [`SourceMetrics::commit_failures`].
     pub commit_failures: u64,
+    /// See [`SourceMetrics::assigned_partitions`].
+    pub assigned_partitions: u64,
     /// See [`SourceMetrics::kafka_lag`].
     pub kafka_lag: Vec<PartitionLag>,
 }
@@ -129,6 +133,7 @@ impl SourceMetrics {
             connections_rejected: self.connections_rejected.load(Relaxed),
             commits: self.commits.load(Relaxed),
             commit_failures: self.commit_failures.load(Relaxed),
+            assigned_partitions: self.assigned_partitions.load(Relaxed),
             kafka_lag: self.kafka_lag(),
         }
     }
