@@ -163,7 +163,16 @@ fn classify(line: &[u8]) -> Class<'_> {
                 return Class::Kind(FormatKind::Haproxy, line);
             }
             if memchr::memmem::find(line, b" [").is_some() {
-                Class::Kind(FormatKind::NginxCombined, line)
+                // Traefik's CLF ends in `<n>ms`; the scanner is the same.
+                let traefik = line.len() > 3
+                    && line.ends_with(b"ms")
+                    && line[line.len() - 3].is_ascii_digit();
+                let kind = if traefik {
+                    FormatKind::Traefik
+                } else {
+                    FormatKind::NginxCombined
+                };
+                Class::Kind(kind, line)
             } else {
                 Class::Unknown
             }

@@ -6,6 +6,12 @@
 //! `benches/json_floor.rs` for the comparison with `serde_json` that chose
 //! it. Every JSON parser goes through [`from_slice`], so switching back is
 //! one line.
+//!
+//! sonic-rs 0.5 skips unknown values recursively without a depth limit
+//! (cloudwego/sonic-rs#232): a line nested ~10,000 deep overflows the stack
+//! and aborts the process. A line cannot nest deeper than it has `{` and
+//! `[` bytes, so lines with many of them (never a real gateway line) go to
+//! `serde_json`, which stops at depth 128 with an error.
 
 use gatewatch_detector::Event;
 use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
@@ -15,9 +21,24 @@ use std::fmt;
 
 use super::ParseError;
 
+/// Above this many `{`/`[` bytes a line could nest deep enough to overflow
+/// sonic-rs's recursive skipping (it survives ~8,000 levels on a 2 MiB
+/// stack in release builds; far fewer in debug builds).
+const SONIC_MAX_OPENERS: usize = 128;
+
+/// Whether `b` may nest too deeply for sonic-rs. Short lines cannot.
+#[inline]
+fn maybe_deep(b: &[u8]) -> bool {
+    b.len() > SONIC_MAX_OPENERS
+        && b.iter().filter(|&&c| c == b'{' || c == b'[').count() > SONIC_MAX_OPENERS
+}
+
 /// Deserialises a borrowed struct from one JSON document.
 #[inline]
 pub(crate) fn from_slice<'a, T: Deserialize<'a>>(b: &'a [u8]) -> Option<T> {
+    if maybe_deep(b) {
+        return serde_json::from_slice(b).ok();
+    }
     sonic_rs::from_slice(b).ok()
 }
 
@@ -29,6 +50,12 @@ pub(crate) fn from_slice_seed<'a, S: serde::de::DeserializeSeed<'a>>(
     // Validate first: the streaming deserializer leaves the final UTF-8
     // check to the caller, and borrowed `&str`s must never be invalid.
     let s = std::str::from_utf8(b).ok()?;
+    if maybe_deep(b) {
+        let mut de = serde_json::Deserializer::from_str(s);
+        let v = seed.deserialize(&mut de).ok()?;
+        de.end().ok()?;
+        return Some(v);
+    }
     let mut de = sonic_rs::Deserializer::from_str(s);
     let v = seed.deserialize(&mut de).ok()?;
     de.end().ok()?;
@@ -291,6 +318,28 @@ mod tests {
         let t: T = from_slice(br#"{"s":"a\/b\"c","n":null}"#).unwrap();
         assert_eq!(t.s.unwrap().0, "a/b\"c");
         assert_eq!(t.n.unwrap_or_default().u64(), None);
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        for depth in [200, 20_000] {
+            let arrays = format!("{{\"s\":{}1{}}}", "[".repeat(depth), "]".repeat(depth));
+            assert!(from_slice::<T>(arrays.as_bytes()).is_none());
+            // serde_json skips unknown values iteratively: any depth is fine.
+            let objects = format!(
+                "{{\"x\":{}1{}}}",
+                "{\"a\":".repeat(depth),
+                "}".repeat(depth)
+            );
+            assert!(from_slice::<T>(objects.as_bytes()).is_some());
+        }
+        // Brackets inside strings count too: such a line takes the
+        // serde_json path and still parses.
+        let ua = format!("{{\"s\":\"{}\"}}", "[".repeat(1000));
+        assert_eq!(
+            from_slice::<T>(ua.as_bytes()).unwrap().s.unwrap().0.len(),
+            1000
+        );
     }
 
     #[test]

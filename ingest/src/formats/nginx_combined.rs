@@ -2,7 +2,8 @@
 //! common (CLF), nginx `main` (`… "$http_x_forwarded_for"`), the variant
 //! with `$request_time $upstream_response_time` appended, vhost-prefixed
 //! lines (`host[:port] ip - - […]`), APISIX's default nginx access log, and
-//! Traefik's CLF (`… <count> "<router>" "<url>" <n>ms`).
+//! Traefik's CLF (`… <count> "<router>" "<url>" <n>ms`). Lines wrapped in a
+//! syslog header (a file written by rsyslog) are unwrapped too.
 //!
 //! A hand-written scanner (`memchr` to the next delimiter, fixed-layout time
 //! parsing) rather than a regex: this is the hot path, and malformed
@@ -132,7 +133,16 @@ pub(crate) fn parse_clf<'a>(line: &'a [u8], format: &'static str) -> Result<Clf<
             match plain_ip(tok1) {
                 Some(ip) => (Some(tok0), ip, rest1),
                 None if rest.is_empty() => return Err(malformed(format, "single field")),
-                None => return Err(ParseError::NoClient { format }),
+                None => {
+                    // `Sep 15 16:13:46 host nginx[2869]: <line>` from a file
+                    // rsyslog wrote: only tried once the fast path failed.
+                    if let Some(h) = crate::syslog_header::parse(line) {
+                        if h.body.len() < line.len() {
+                            return parse_clf(h.body, format);
+                        }
+                    }
+                    return Err(ParseError::NoClient { format });
+                }
             }
         }
     };
