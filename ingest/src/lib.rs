@@ -7,6 +7,11 @@
 
 pub mod client_ip;
 pub mod formats;
+pub mod lines;
+pub mod record;
+pub mod sources;
 pub mod syslog_header;
 
 pub use formats::{Format, FormatKind, ParseError};
+pub use lines::LineSplitter;
+pub use record::{Acknowledge, Origin, RecordBatch};
