@@ -1,7 +1,7 @@
 //! Rendering a request the way each gateway logs it.
 
 use crate::request::Request;
-use chrono_free::{iso8601, time_local};
+use chrono_free::time_local;
 use std::io::Write;
 
 /// The log formats the generator writes.
@@ -45,11 +45,14 @@ fn json_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
+/// Exactly the keys of gatewatch's recommended `log_format gatewatch
+/// escape=json` (see `gatewatch_ingest::formats::nginx_json`).
 fn nginx_json(r: &Request, out: &mut Vec<u8>) -> std::io::Result<()> {
     writeln!(
         out,
-        "{{\"time\":\"{}\",\"remote_addr\":\"{}\",\"x_forwarded_for\":\"\",\"remote_user\":{},\"request_method\":\"{}\",\"host\":\"{}\",\"request_uri\":{},\"status\":{},\"body_bytes_sent\":{},\"request_time\":{:.3},\"http_user_agent\":{}}}",
-        iso8601(r.ts_ms),
+        "{{\"msec\":{}.{:03},\"remote_addr\":\"{}\",\"http_x_forwarded_for\":\"\",\"remote_user\":{},\"request_method\":\"{}\",\"host\":\"{}\",\"request_uri\":{},\"status\":{},\"body_bytes_sent\":{},\"request_time\":{:.3},\"http_user_agent\":{}}}",
+        r.ts_ms.div_euclid(1000),
+        r.ts_ms.rem_euclid(1000),
         r.ip,
         json_str(r.user.as_deref().unwrap_or("")),
         r.method,
@@ -130,13 +133,6 @@ mod chrono_free {
             "{d:02}/{}/{y}:{h:02}:{mi:02}:{s:02} +0000",
             MONTHS[(mo - 1) as usize]
         )
-    }
-
-    /// RFC 3339 with millis: `2026-03-02T08:00:00.000+00:00` (nginx's
-    /// `$time_iso8601` has no millis; we add them for ordering).
-    pub fn iso8601(ms: i64) -> String {
-        let (y, mo, d, h, mi, s, milli) = civil(ms);
-        format!("{y}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}+00:00")
     }
 
     #[cfg(test)]
