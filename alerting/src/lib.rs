@@ -27,6 +27,6 @@ pub use change::{ChangeKind, IncidentChange};
 pub use incident::{Incident, IncidentStatus};
 pub use manager::{IncidentManager, ManagerConfig, ManagerStats};
 pub use store::{
-    connect, IncidentCursor, IncidentPage, IncidentQuery, IncidentStore, PgStore, SqliteStore,
-    StoreError, TimelineEntry,
+    connect, Db, IncidentCursor, IncidentPage, IncidentQuery, IncidentStore, ListOrder, PgStore,
+    SqliteStore, StoreError, TimelineEntry,
 };

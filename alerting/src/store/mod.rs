@@ -13,8 +13,11 @@
 //! Queries are checked at run time (`sqlx::query` + `FromRow`), not by the
 //! compile-time macros: the crate builds without a database.
 
+pub mod activity;
+pub mod comments;
 mod postgres;
 mod sqlite;
+pub mod tokens;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -188,6 +191,12 @@ pub trait IncidentStore: Send + Sync {
     /// How many incidents are stored.
     async fn count(&self) -> Result<u64>;
 
+    /// The connection pool behind the store: for this crate's modules that
+    /// keep tables of their own beside the incidents (API tokens, comments,
+    /// client activity) and for readiness checks, without widening this
+    /// trait for each of them.
+    fn db(&self) -> Db;
+
     /// Closes the connection pool, waiting for connections in use to be
     /// returned: call on shutdown so SQLite checkpoints its WAL.
     async fn close(&self);
@@ -211,6 +220,47 @@ pub async fn connect(url: &str) -> Result<Arc<dyn IncidentStore>> {
     }
 }
 
+/// The pool behind an [`IncidentStore`] (see [`IncidentStore::db`]). Cheap
+/// to clone: a pool is a shared handle.
+#[derive(Clone, Debug)]
+pub enum Db {
+    /// A PostgreSQL pool.
+    Postgres(sqlx::PgPool),
+    /// A SQLite pool.
+    Sqlite(sqlx::SqlitePool),
+}
+
+impl Db {
+    /// Runs `SELECT 1`: whether the database answers at all.
+    pub async fn ping(&self) -> Result<()> {
+        let (backend, r) = match self {
+            Db::Postgres(p) => (
+                "postgres",
+                sqlx::query("SELECT 1").execute(p).await.map(|_| ()),
+            ),
+            Db::Sqlite(p) => (
+                "sqlite",
+                sqlx::query("SELECT 1").execute(p).await.map(|_| ()),
+            ),
+        };
+        r.map_err(|source| StoreError::Query {
+            backend,
+            operation: "check the database is reachable",
+            source,
+        })
+    }
+}
+
+/// The order of [`IncidentStore::list`]: by `last_seen`, then id.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ListOrder {
+    /// Newest activity first: what an analyst watching live wants.
+    #[default]
+    NewestFirst,
+    /// Oldest activity first: for walking a period in order.
+    OldestFirst,
+}
+
 /// Filters and paging for [`IncidentStore::list`]. All filters are optional
 /// and combine with AND; the default lists everything, newest first.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -224,6 +274,14 @@ pub struct IncidentQuery {
     pub min_severity: Option<Severity>,
     /// Only incidents about this client (exact match on `client`).
     pub client: Option<String>,
+    /// Only incidents whose client is an address inside this network
+    /// (clients that are not addresses never match).
+    pub cidr: Option<ipnet::IpNet>,
+    /// Only incidents whose summary contains this text, ignoring ASCII case
+    /// (`%` and `_` match themselves).
+    pub text: Option<String>,
+    /// The order of the page (the cursor continues in the same order).
+    pub order: ListOrder,
     /// Only incidents still active at or after this event time
     /// (`last_seen >= since`).
     pub since: Option<EventTime>,
@@ -341,6 +399,21 @@ pub struct TimelineEntry {
 const MIN_STORABLE_MS: i64 = -62_167_219_200_000;
 /// Latest storable time: 9999-12-31T23:59:59.999Z.
 const MAX_STORABLE_MS: i64 = 253_402_300_799_999;
+
+/// `text` as a LIKE pattern matching it anywhere, with `\\` as the escape
+/// character, so the user's `%` and `_` are literal.
+pub(crate) fn contains_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
 
 /// Rejects times the SQLite text encoding could not order; applied to both
 /// backends so they accept the same data.

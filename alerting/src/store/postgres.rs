@@ -7,8 +7,9 @@
 //! waits for the first to commit, then re-checks and matches nothing.
 
 use super::{
-    check_time, clamp_time, events_to_db, from_db_int, IncidentCursor, IncidentPage, IncidentQuery,
-    IncidentStore, Result, StoreError, TextColumns, TimelineEntry, POSTGRES_MIGRATOR,
+    check_time, clamp_time, contains_pattern, events_to_db, from_db_int, Db, IncidentCursor,
+    IncidentPage, IncidentQuery, IncidentStore, ListOrder, Result, StoreError, TextColumns,
+    TimelineEntry, POSTGRES_MIGRATOR,
 };
 use crate::change::IncidentChange;
 use crate::incident::Incident;
@@ -338,6 +339,18 @@ impl IncidentStore for PgStore {
         if let Some(client) = &query.client {
             qb.push(" AND client = ").push_bind(client.clone());
         }
+        if let Some(net) = query.cidr {
+            // gatewatch_try_inet (migration 20261125000400) is NULL for
+            // clients that are not addresses, so they never match.
+            qb.push(" AND gatewatch_try_inet(client) <<= ")
+                .push_bind(net.trunc().to_string())
+                .push("::inet");
+        }
+        if let Some(text) = &query.text {
+            qb.push(" AND summary ILIKE ")
+                .push_bind(contains_pattern(text))
+                .push(" ESCAPE '\\'");
+        }
         if let Some(since) = query.since {
             qb.push(" AND last_seen >= ")
                 .push_bind(clamp_time(since).to_datetime());
@@ -346,14 +359,18 @@ impl IncidentStore for PgStore {
             qb.push(" AND first_seen < ")
                 .push_bind(clamp_time(until).to_datetime());
         }
+        let (cmp, dir) = match query.order {
+            ListOrder::NewestFirst => ("<", "DESC"),
+            ListOrder::OldestFirst => (">", "ASC"),
+        };
         if let Some(after) = query.after {
-            qb.push(" AND (last_seen, id) < (")
+            qb.push(format_args!(" AND (last_seen, id) {cmp} ("))
                 .push_bind(clamp_time(after.last_seen).to_datetime())
                 .push(", ")
                 .push_bind(after.id)
                 .push(")");
         }
-        qb.push(" ORDER BY last_seen DESC, id DESC LIMIT ")
+        qb.push(format_args!(" ORDER BY last_seen {dir}, id {dir} LIMIT "))
             .push_bind(i64::from(limit) + 1);
 
         let rows = qb
@@ -408,6 +425,10 @@ impl IncidentStore for PgStore {
             .await
             .map_err(query_err("count incidents"))?;
         from_db_int("*", "count", n)
+    }
+
+    fn db(&self) -> Db {
+        Db::Postgres(self.pool.clone())
     }
 
     async fn close(&self) {

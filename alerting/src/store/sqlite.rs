@@ -14,8 +14,9 @@
 //! it still catches writes computed from stale state.
 
 use super::{
-    check_time, clamp_time, events_to_db, from_db_int, IncidentCursor, IncidentPage, IncidentQuery,
-    IncidentStore, Result, StoreError, TextColumns, TimelineEntry, SQLITE_MIGRATOR,
+    check_time, clamp_time, contains_pattern, events_to_db, from_db_int, Db, IncidentCursor,
+    IncidentPage, IncidentQuery, IncidentStore, ListOrder, Result, StoreError, TextColumns,
+    TimelineEntry, SQLITE_MIGRATOR,
 };
 use crate::change::IncidentChange;
 use crate::incident::Incident;
@@ -98,6 +99,70 @@ impl SqliteStore {
     /// their own tables.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+}
+
+/// Rows read per step when [`IncidentQuery::cidr`] is filtered in Rust.
+const CIDR_SCAN_BATCH: usize = 500;
+
+impl SqliteStore {
+    /// Up to `rows` incidents matching every filter of `query` except
+    /// `cidr` and `limit`, in the query's order, after its cursor.
+    async fn list_rows(&self, query: &IncidentQuery, rows: usize) -> Result<Vec<Incident>> {
+        let mut qb = QueryBuilder::<Sqlite>::new(concat!(
+            "SELECT ",
+            incident_columns!(),
+            " FROM incidents WHERE 1"
+        ));
+        if let Some(status) = query.status {
+            qb.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(kind) = query.kind {
+            qb.push(" AND kind = ").push_bind(kind.as_str());
+        }
+        if let Some(severities) = query.severities() {
+            qb.push(" AND severity IN (");
+            let mut names = qb.separated(", ");
+            for s in severities {
+                names.push_bind(s.as_str());
+            }
+            qb.push(")");
+        }
+        if let Some(client) = &query.client {
+            qb.push(" AND client = ").push_bind(client.clone());
+        }
+        if let Some(text) = &query.text {
+            // LIKE ignores ASCII case in SQLite, as ILIKE does in PostgreSQL.
+            qb.push(" AND summary LIKE ")
+                .push_bind(contains_pattern(text))
+                .push(" ESCAPE '\\'");
+        }
+        if let Some(since) = query.since {
+            qb.push(" AND last_seen >= ").push_bind(bound(since));
+        }
+        if let Some(until) = query.until {
+            qb.push(" AND first_seen < ").push_bind(bound(until));
+        }
+        let (cmp, dir) = match query.order {
+            ListOrder::NewestFirst => ("<", "DESC"),
+            ListOrder::OldestFirst => (">", "ASC"),
+        };
+        if let Some(after) = query.after {
+            qb.push(format_args!(" AND (last_seen, id) {cmp} ("))
+                .push_bind(bound(after.last_seen))
+                .push(", ")
+                .push_bind(after.id.to_string())
+                .push(")");
+        }
+        qb.push(format_args!(" ORDER BY last_seen {dir}, id {dir} LIMIT "))
+            .push_bind(i64::try_from(rows).unwrap_or(i64::MAX));
+        qb.build_query_as::<IncidentRow>()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("list incidents"))?
+            .into_iter()
+            .map(Incident::try_from)
+            .collect()
     }
 }
 
@@ -409,61 +474,45 @@ impl IncidentStore for SqliteStore {
     }
 
     async fn list(&self, query: &IncidentQuery) -> Result<IncidentPage> {
-        let limit = query.effective_limit();
-        let mut qb = QueryBuilder::<Sqlite>::new(concat!(
-            "SELECT ",
-            incident_columns!(),
-            " FROM incidents WHERE 1"
-        ));
-        if let Some(status) = query.status {
-            qb.push(" AND status = ").push_bind(status.as_str());
-        }
-        if let Some(kind) = query.kind {
-            qb.push(" AND kind = ").push_bind(kind.as_str());
-        }
-        if let Some(severities) = query.severities() {
-            qb.push(" AND severity IN (");
-            let mut names = qb.separated(", ");
-            for s in severities {
-                names.push_bind(s.as_str());
-            }
-            qb.push(")");
-        }
-        if let Some(client) = &query.client {
-            qb.push(" AND client = ").push_bind(client.clone());
-        }
-        if let Some(since) = query.since {
-            qb.push(" AND last_seen >= ").push_bind(bound(since));
-        }
-        if let Some(until) = query.until {
-            qb.push(" AND first_seen < ").push_bind(bound(until));
-        }
-        if let Some(after) = query.after {
-            qb.push(" AND (last_seen, id) < (")
-                .push_bind(bound(after.last_seen))
-                .push(", ")
-                .push_bind(after.id.to_string())
-                .push(")");
-        }
-        qb.push(" ORDER BY last_seen DESC, id DESC LIMIT ")
-            .push_bind(i64::from(limit) + 1);
-
-        let rows = qb
-            .build_query_as::<IncidentRow>()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query_err("list incidents"))?;
-        let mut incidents = rows
-            .into_iter()
-            .map(Incident::try_from)
-            .collect::<Result<Vec<_>>>()?;
-        let next = if incidents.len() > limit as usize {
-            incidents.truncate(limit as usize);
-            incidents.last().map(IncidentCursor::after)
-        } else {
-            None
+        let limit = query.effective_limit() as usize;
+        let Some(net) = query.cidr else {
+            let mut incidents = self.list_rows(query, limit + 1).await?;
+            let next = if incidents.len() > limit {
+                incidents.truncate(limit);
+                incidents.last().map(IncidentCursor::after)
+            } else {
+                None
+            };
+            return Ok(IncidentPage { incidents, next });
         };
-        Ok(IncidentPage { incidents, next })
+        // SQLite has no address type: the network filter runs here, over
+        // the rows the other filters select, a batch at a time.
+        let mut incidents = Vec::new();
+        let mut scan = query.clone();
+        loop {
+            let batch = self.list_rows(&scan, CIDR_SCAN_BATCH).await?;
+            let exhausted = batch.len() < CIDR_SCAN_BATCH;
+            scan.after = batch.last().map(IncidentCursor::after);
+            for incident in batch {
+                let inside = incident
+                    .client
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| net.contains(&ip));
+                if inside {
+                    if incidents.len() == limit {
+                        let next = incidents.last().map(IncidentCursor::after);
+                        return Ok(IncidentPage { incidents, next });
+                    }
+                    incidents.push(incident);
+                }
+            }
+            if exhausted {
+                return Ok(IncidentPage {
+                    incidents,
+                    next: None,
+                });
+            }
+        }
     }
 
     async fn timeline(&self, id: Uuid) -> Result<Vec<TimelineEntry>> {
@@ -486,6 +535,10 @@ impl IncidentStore for SqliteStore {
             .await
             .map_err(query_err("count incidents"))?;
         from_db_int("*", "count", n)
+    }
+
+    fn db(&self) -> Db {
+        Db::Sqlite(self.pool.clone())
     }
 
     async fn close(&self) {
