@@ -2,13 +2,14 @@
 //!
 //! The router runs the [`Classifier`] on every event and hands the resulting
 //! [`RequestClass`] bits to every detector. All pattern matching lives here:
-//! one multi-pattern regex for login routes, one for health checks, and
-//! Aho-Corasick automata for privileged fragments, sensitive files and attack
-//! fragments. Nothing here allocates per event.
+//! one multi-pattern regex for login and health-check routes (both are
+//! suffix globs), and one Aho-Corasick DFA for every path fragment list
+//! (privileged routes, sensitive files, attack fragments, owned-object
+//! routes), each scanned once per event. Nothing here allocates per event.
 
 use crate::config::{ConfigError, DetectionConfig, LoginRoute};
 use crate::event::{mix64, Event, Method};
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex_automata::meta::Regex;
 use std::fmt;
 
@@ -121,16 +122,28 @@ struct LoginRule {
 
 /// Classifies requests by configurable path patterns. See the module docs.
 pub struct Classifier {
-    login: Option<Regex>,
+    /// Login globs (pattern ids `0..rules.len()`), then health-check globs.
+    routes: Option<Regex>,
     rules: Vec<LoginRule>,
-    health: Option<Regex>,
-    privileged: Option<AhoCorasick>,
-    sensitive: Option<AhoCorasick>,
-    attack: Option<AhoCorasick>,
-    owned: Option<AhoCorasick>,
+    /// Every fragment list in one automaton; `fragment_kind` says which list
+    /// a pattern id came from.
+    fragments: Option<AhoCorasick>,
+    fragment_kind: Vec<Fragment>,
+    /// Attack fragments alone, for query strings.
+    query_attack: Option<AhoCorasick>,
     static_exts: Vec<Box<[u8]>>,
     id_params: Vec<String>,
     basic_auth_failures: bool,
+}
+
+/// Which list a fragment pattern came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fragment {
+    Privileged,
+    /// Must end the path.
+    Sensitive,
+    Attack,
+    Owned,
 }
 
 /// Turns a route glob into a regex matching the end of a path at a segment
@@ -201,6 +214,7 @@ fn build_ac(
     AhoCorasickBuilder::new()
         .ascii_case_insensitive(true)
         .match_kind(kind)
+        .kind(Some(AhoCorasickKind::DFA))
         .build(items)
         .map(Some)
         .map_err(|e| ConfigError::BadList {
@@ -239,28 +253,36 @@ impl Classifier {
             &cfg.classify.health_checks,
             &cfg.classify.extra_health_checks,
         );
+        let mut route_globs = globs;
+        route_globs.extend(health);
+        let mut fragment_list: Vec<String> = Vec::new();
+        let mut fragment_kind = Vec::new();
+        let attack = concat(&p.attack_fragments, &p.extra_attack_fragments);
+        for (list, kind) in [
+            (
+                concat(&p.privileged_routes, &p.extra_privileged_routes),
+                Fragment::Privileged,
+            ),
+            (
+                concat(&p.sensitive_files, &p.extra_sensitive_files),
+                Fragment::Sensitive,
+            ),
+            (attack.clone(), Fragment::Attack),
+            (p.owned_object_routes.clone(), Fragment::Owned),
+        ] {
+            for item in list.into_iter().filter(|i| !i.is_empty()) {
+                fragment_list.push(item);
+                fragment_kind.push(kind);
+            }
+        }
         Ok(Classifier {
-            login: build_regex("credential_stuffing.login_routes", &globs)?,
+            routes: build_regex("credential_stuffing.login_routes", &route_globs)?,
             rules,
-            health: build_regex("classify.health_checks", &health)?,
-            privileged: build_ac(
-                "privilege_probing.privileged_routes",
-                &concat(&p.privileged_routes, &p.extra_privileged_routes),
-                MatchKind::LeftmostFirst,
-            )?,
-            sensitive: build_ac(
-                "privilege_probing.sensitive_files",
-                &concat(&p.sensitive_files, &p.extra_sensitive_files),
-                MatchKind::Standard,
-            )?,
-            attack: build_ac(
+            fragments: build_ac("privilege_probing", &fragment_list, MatchKind::Standard)?,
+            fragment_kind,
+            query_attack: build_ac(
                 "privilege_probing.attack_fragments",
-                &concat(&p.attack_fragments, &p.extra_attack_fragments),
-                MatchKind::LeftmostFirst,
-            )?,
-            owned: build_ac(
-                "privilege_probing.owned_object_routes",
-                &p.owned_object_routes,
+                &attack,
                 MatchKind::LeftmostFirst,
             )?,
             static_exts: cfg
@@ -287,31 +309,34 @@ impl Classifier {
             // Not HTTP, or an absolute-URI / garbage request line: nothing
             // else about the "path" is meaningful.
             class.insert(RequestClass::MALFORMED);
-            if let Some(a) = &self.attack {
-                if a.is_match(path) {
-                    class.insert(RequestClass::SENSITIVE_FILE);
-                }
+            if self.query_attack.as_ref().is_some_and(|a| a.is_match(path)) {
+                class.insert(RequestClass::SENSITIVE_FILE);
             }
             return class;
         }
         if self.is_static(path) {
             class.insert(RequestClass::STATIC);
         }
-        if let Some(h) = &self.health {
-            if h.is_match(path) {
-                class.insert(RequestClass::HEALTH_CHECK);
+        let mut owned = false;
+        if let Some(ac) = &self.fragments {
+            let end = path.trim_end_matches('/').len();
+            for m in ac.find_overlapping_iter(path) {
+                match self.fragment_kind[m.pattern().as_usize()] {
+                    Fragment::Privileged => class.insert(RequestClass::PRIVILEGED),
+                    Fragment::Sensitive if m.end() == end => {
+                        class.insert(RequestClass::SENSITIVE_FILE)
+                    }
+                    Fragment::Sensitive => {}
+                    Fragment::Attack => class.insert(RequestClass::SENSITIVE_FILE),
+                    Fragment::Owned => owned = true,
+                }
             }
         }
-        if let Some(pr) = &self.privileged {
-            if pr.is_match(path) {
-                class.insert(RequestClass::PRIVILEGED);
-            }
-        }
-        if self.is_sensitive(path)
-            || self
-                .attack
+        if !ev.query.is_empty()
+            && self
+                .query_attack
                 .as_ref()
-                .is_some_and(|a| a.is_match(path) || a.is_match(ev.query.as_ref()))
+                .is_some_and(|a| a.is_match(ev.query.as_ref()))
         {
             class.insert(RequestClass::SENSITIVE_FILE);
         }
@@ -320,18 +345,25 @@ impl Classifier {
                 class.insert(RequestClass::ID_PARAM);
             } else {
                 class.insert(RequestClass::OBJECT_ID);
-                if self.owned.as_ref().is_some_and(|o| o.is_match(path)) {
+                if owned {
                     class.insert(RequestClass::OWNED_OBJECT);
                 }
             }
         }
-        self.classify_login(ev, &mut class);
+        self.classify_routes(ev, &mut class);
         class
     }
 
-    fn classify_login(&self, ev: &Event<'_>, class: &mut RequestClass) {
-        if let Some(m) = self.login.as_ref().and_then(|re| re.find(ev.path.as_ref())) {
-            let rule = &self.rules[m.pattern().as_usize()];
+    fn classify_routes(&self, ev: &Event<'_>, class: &mut RequestClass) {
+        let found = self
+            .routes
+            .as_ref()
+            .and_then(|re| re.find(ev.path.as_ref()));
+        if let Some(m) = found {
+            let Some(rule) = self.rules.get(m.pattern().as_usize()) else {
+                class.insert(RequestClass::HEALTH_CHECK);
+                return;
+            };
             if rule.methods.is_empty() || rule.methods.contains(&ev.method) {
                 class.insert(RequestClass::LOGIN);
                 if rule.failure.contains(&ev.status) {
@@ -363,15 +395,6 @@ impl Classifier {
         self.static_exts
             .iter()
             .any(|e| e.len() == ext.len() && e.eq_ignore_ascii_case(ext))
-    }
-
-    fn is_sensitive(&self, path: &str) -> bool {
-        let Some(ac) = &self.sensitive else {
-            return false;
-        };
-        let path = path.trim_end_matches('/');
-        ac.find_overlapping_iter(path)
-            .any(|m| m.end() == path.len())
     }
 }
 

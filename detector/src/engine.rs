@@ -229,3 +229,57 @@ impl Engine {
         self.shards.iter().map(Shard::stats).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    fn ev(secs: i64, ip: &str) -> Event<'static> {
+        let mut e = Event::new(EventTime::from_secs(secs), ip.parse().unwrap());
+        e.status = 200;
+        e
+    }
+
+    #[test]
+    fn events_later_than_the_lateness_are_judged_at_the_watermark() {
+        let mut r = Router::new(&DetectionConfig::default(), 2).unwrap();
+        assert_eq!(r.route(&ev(100, "1.1.1.1")).time, EventTime::from_secs(100));
+        // 3 s late: within the default 5 s, keeps its own time.
+        assert_eq!(r.route(&ev(97, "1.1.1.2")).time, EventTime::from_secs(97));
+        // 60 s late: clamped to the watermark (newest − 5 s).
+        assert_eq!(r.route(&ev(40, "1.1.1.3")).time, EventTime::from_secs(95));
+        assert_eq!(r.watermark(), EventTime::from_secs(95));
+    }
+
+    #[test]
+    fn only_login_traffic_goes_to_a_target_shard() {
+        let mut r = Router::new(&DetectionConfig::default(), 4).unwrap();
+        let plain = ev(1, "1.1.1.1");
+        assert_eq!(r.route(&plain).target_shard, None);
+        let mut login = ev(2, "1.1.1.1");
+        login.method = crate::event::Method::Post;
+        login.path = Cow::Borrowed("/login");
+        login.status = 401;
+        let routed = r.route(&login);
+        assert!(routed.class.contains(RequestClass::LOGIN));
+        assert!(routed.target_shard.is_some());
+    }
+
+    #[test]
+    fn population_updates_are_rare() {
+        let mut r = Router::new(&DetectionConfig::default(), 1).unwrap();
+        let mut updates = 0;
+        for i in 0..60_000i64 {
+            let mut e = ev(0, "1.1.1.1");
+            e.ts = EventTime::from_millis(i * 20);
+            e.ip = std::net::IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + (i % 300) as u32));
+            r.route(&e);
+            updates += usize::from(r.take_population_update().is_some());
+        }
+        assert!(
+            updates < 60,
+            "{updates} broadcasts for 20 minutes of steady traffic"
+        );
+    }
+}

@@ -68,6 +68,10 @@ fn quantise(x: f64) -> f64 {
     (((x.log2() * 8.0).round()) / 8.0).exp2()
 }
 
+/// Half a quantisation step below and above a level: 2^(∓1/16).
+const STEP_LO: f64 = 0.957_603_280_698_573_6;
+const STEP_HI: f64 = 1.044_273_782_427_413_8;
+
 /// Smoothing of the site baseline per bucket (slow: a surge should look like
 /// a surge for a while).
 const SITE_ALPHA: f64 = 0.02;
@@ -190,6 +194,12 @@ impl PopulationTracker {
             let in_sample = observed / scale;
             let lcb = (in_sample - 3.0 * in_sample.sqrt()).max(0.0) * scale;
             surge = (lcb / expected).max(1.0);
+        }
+        // Most events leave the surge inside its current quantisation step:
+        // skip the logarithms then.
+        let cur = self.view.surge;
+        if surge >= cur * STEP_LO && surge < cur * STEP_HI {
+            return;
         }
         let surge = quantise(surge).clamp(1.0, 1e6);
         if surge != self.view.surge {
