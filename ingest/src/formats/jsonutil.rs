@@ -29,8 +29,12 @@ const SONIC_MAX_OPENERS: usize = 128;
 /// Whether `b` may nest too deeply for sonic-rs. Short lines cannot.
 #[inline]
 fn maybe_deep(b: &[u8]) -> bool {
+    // memchr's SIMD search, stopping at the limit: a plain byte filter
+    // over a 1.8 KB Kong line costs more than half the JSON parse.
     b.len() > SONIC_MAX_OPENERS
-        && b.iter().filter(|&&c| c == b'{' || c == b'[').count() > SONIC_MAX_OPENERS
+        && memchr::memchr2_iter(b'{', b'[', b)
+            .nth(SONIC_MAX_OPENERS)
+            .is_some()
 }
 
 /// Deserialises a borrowed struct from one JSON document.
