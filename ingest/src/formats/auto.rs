@@ -8,7 +8,7 @@
 //!   present (`started_at` → Kong, `start_time`+`client_ip` → APISIX,
 //!   `ClientAddr` → Traefik, `downstream_remote_address` → Envoy, `logger`
 //!   → Caddy, `requestId` → AWS API Gateway, `remote_addr` → nginx JSON).
-//!   Keys are found with [`has_key`], which cannot be fooled by a header
+//!   Keys are found with a probe (`has_key`) that cannot be fooled by a header
 //!   value. A `{"log": …}` / `{"message": …}` wrapper (Docker) is
 //!   unwrapped and its text classified.
 //! * Wrappers are stripped first: a CRI prefix (`<RFC3339Nano> stdout F `),

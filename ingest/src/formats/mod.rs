@@ -220,10 +220,24 @@ pub enum TsFormat {
 
 /// Where the fields of a generic JSON access log are: each value is a dotted
 /// path from the top-level object (`request.headers.user-agent`). Keys
-/// containing a dot cannot be addressed (rare in access logs).
+/// containing a dot cannot be addressed (rare in access logs). A value that
+/// is an array (Caddy-style headers) stands for its first element.
 ///
 /// Only `ts` and one of `client_ip` / `x_forwarded_for` are required; every
 /// other field is left empty when its path is unset or absent in a line.
+///
+/// For APISIX's custom `log_format` example, in the source's TOML:
+///
+/// ```toml
+/// [format.json]
+/// ts = "@timestamp"
+/// client_ip = "client_ip"
+/// method = "request.method"
+/// uri = "request.uri"
+/// status = "response.status"
+/// host = "host"
+/// route = "route_id"
+/// ```
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct JsonMapping {
