@@ -276,7 +276,8 @@ pub struct CredentialStuffingConfig {
     /// Failed logins against one target in the window that make a
     /// distributed attack.
     pub distributed_min_failures: u32,
-    /// Tail probability for the target's failures against its own baseline.
+    /// Tail probability for the target's distinct failing sources against
+    /// its own baseline.
     pub distributed_p_value: f64,
 }
 

@@ -20,11 +20,14 @@
 //!   a recognised attack, is a possible **account takeover**: critical.
 //! * **Per target** (role `Target`: host + login path, on the shard that owns
 //!   it, seeing every source): failures over the short window, distinct
-//!   failing sources and accounts, a baseline of failures per bucket, and the
-//!   heaviest sources. At least `distributed_min_sources` failing sources and
-//!   `distributed_min_failures` failures, above the target's own baseline
-//!   (negative-binomial tail at `distributed_p_value`) once it has one, or
-//!   failing at `min_failure_ratio` before that, is a **distributed** attack.
+//!   failing sources (client keys, so a rotating IPv6 /64 is one) and
+//!   accounts, a baseline of distinct failing sources per bucket (robust to
+//!   single-source attacks on the same endpoint), and the heaviest sources.
+//!   At least `distributed_min_sources` failing sources and
+//!   `distributed_min_failures` failures, with the failing sources above the
+//!   target's own baseline (negative-binomial tail at `distributed_p_value`)
+//!   once it has one, or failing at `min_failure_ratio` before that, is a
+//!   **distributed** attack.
 
 use crate::baseline::{score_of, tail_threshold, CountModel, Ewma};
 use crate::classify::RequestClass;
@@ -36,7 +39,7 @@ use crate::event::ClientKey;
 use crate::finding::{Finding, IncidentKind, Severity};
 use crate::table::ClientTable;
 use crate::time::EventTime;
-use crate::window::{bucket_of, BucketWindow, DistinctWindow};
+use crate::window::{bucket_of, BucketWindow, Distinct128, DistinctWindow};
 use serde_json::json;
 use std::net::IpAddr;
 
@@ -53,6 +56,8 @@ const TAKEOVER: u8 = 16;
 const SHORT_N: usize = 10;
 /// Long-window buckets.
 const LONG_N: usize = 12;
+/// Failing addresses sampled per target.
+const RECENT: usize = 5;
 /// Target buckets of failure baseline needed before it is trusted.
 const TARGET_WARMUP: u16 = 30;
 /// Smoothing of the target failure baseline per bucket.
@@ -91,11 +96,13 @@ struct TargetState {
     users: DistinctWindow,
     base: Ewma,
     bucket: u32,
-    bucket_fails: u32,
+    /// Distinct failing sources in the open bucket.
+    bucket_sources: Distinct128,
     in_attack: bool,
     ep: Episode,
-    /// Space-saving top sources: (address, failures).
-    heavy: Vec<(IpAddr, u32)>,
+    /// The last few distinct failing addresses (a distributed attack has no
+    /// "top" source worth ranking; a sample is what an analyst needs).
+    recent: Vec<IpAddr>,
     user_samples: Samples<5>,
 }
 
@@ -358,15 +365,22 @@ impl Params {
         let gen = bucket_of(now.millis(), self.short_ms * SHORT_N as i64 / 2);
         let failed = obs.class.contains(RequestClass::AUTH_FAILURE);
 
-        // Fold closed buckets into the failure baseline (zeros included: a
-        // login endpoint is a continuous series, unlike one client).
+        // Fold closed buckets into the baseline of distinct failing sources
+        // per bucket (zeros included: a login endpoint is a continuous
+        // series, unlike one client). Distinct sources, not failures: a
+        // single-source brute force on the same endpoint is one source and
+        // does not inflate what "normal" means for a distributed attack.
         if sb > st.bucket {
-            if st.bucket != 0 || st.base.n > 0 || st.bucket_fails > 0 {
+            if st.base.n > 0 || st.bucket_sources != Distinct128::EMPTY {
+                let seen = f64::from(st.bucket_sources.estimate());
                 let x = if st.in_attack {
                     // Keep the attack out of what "normal" means.
                     f64::from(st.base.mean).max(0.0)
+                } else if st.base.n >= TARGET_WARMUP {
+                    // Winsorized: a burst moves the baseline only a little.
+                    seen.min(f64::from(st.base.mean) + 4.0 * st.base.stddev() + 1.0)
                 } else {
-                    f64::from(st.bucket_fails)
+                    seen
                 };
                 st.base.update(x, TARGET_ALPHA);
                 for _ in 0..(sb - st.bucket - 1).min(100) {
@@ -374,31 +388,30 @@ impl Params {
                 }
             }
             st.bucket = sb;
-            st.bucket_fails = 0;
+            st.bucket_sources = Distinct128::EMPTY;
         }
         st.attempts.add(sb, 1);
         if !failed {
             return;
         }
-        st.bucket_fails += 1;
         st.fails.add(sb, 1);
         // Sources are client keys: addresses rotating inside one IPv6 /64
         // are one source.
-        st.sources.insert(gen, obs.key.stable_hash());
+        let src = obs.key.stable_hash();
+        st.sources.insert(gen, src);
+        st.bucket_sources.insert(src);
         if let Some(u) = ev.user.as_deref().filter(|u| !u.is_empty()) {
             st.users.insert(gen, hash_str(u));
             st.user_samples.offer(u);
         }
-        // Space-saving over failing sources, 5 counters.
-        if let Some(h) = st.heavy.iter_mut().find(|(ip, _)| *ip == ev.ip) {
-            h.1 += 1;
-        } else if st.heavy.len() < 5 {
-            if st.heavy.capacity() == 0 {
-                st.heavy.reserve_exact(5);
+        if !st.recent.contains(&ev.ip) {
+            if st.recent.capacity() == 0 {
+                st.recent.reserve_exact(RECENT);
             }
-            st.heavy.push((ev.ip, 1));
-        } else if let Some(min) = st.heavy.iter_mut().min_by_key(|(ip, c)| (*c, *ip)) {
-            *min = (ev.ip, min.1 + 1);
+            if st.recent.len() == RECENT {
+                st.recent.remove(0);
+            }
+            st.recent.push(ev.ip);
         }
 
         let fails_w = st.fails.sum(sb);
@@ -414,7 +427,7 @@ impl Params {
                 let var = f64::from(st.base.var).max(0.0) * n;
                 let t = tail_threshold(mean, var.max(mean), c.distributed_p_value, 1 << 40);
                 threshold = Some((t, mean, var.max(mean)));
-                attack = u64::from(fails_w) >= t;
+                attack = u64::from(sources_w) >= t;
             } else {
                 attack = ratio(fails_w, st.attempts.sum(sb)) >= c.min_failure_ratio;
             }
@@ -441,12 +454,10 @@ impl Params {
             return;
         }
         st.ep.mark_emitted(severity, DISTRIBUTED);
-        let mut heavy = st.heavy.clone();
-        heavy.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let (p, baseline) = match threshold {
             Some((t, mean, var)) => (
-                CountModel::new(mean, var).tail(u64::from(fails_w)),
-                json!({ "failures_per_window": (mean * 100.0).round() / 100.0, "threshold": t }),
+                CountModel::new(mean, var).tail(u64::from(sources_w)),
+                json!({ "failing_sources_per_window": (mean * 100.0).round() / 100.0, "threshold": t }),
             ),
             None => (f64::NAN, json!(null)),
         };
@@ -460,12 +471,16 @@ impl Params {
                 c.window_secs
             ),
             key,
-            sources: heavy.iter().map(|(ip, _)| *ip).collect(),
+            sources: st.recent.iter().rev().copied().collect(),
             first_seen: st.ep.start,
             last_seen: now,
             detected_at: now,
             severity,
-            score: if p.is_nan() { f64::from(sources_w).log10() } else { score_of(p) },
+            score: if p.is_nan() {
+                f64::from(sources_w).log10()
+            } else {
+                score_of(p)
+            },
             events: u64::from(st.ep.events),
             evidence: json!({
                 "techniques": ["distributed"],
@@ -476,7 +491,7 @@ impl Params {
                 "window_secs": c.window_secs,
                 "baseline": baseline,
                 "p_value": if p.is_nan() { json!(null) } else { json!(p) },
-                "top_sources": heavy.iter().map(|(ip, n)| json!({"ip": ip, "failures": n})).collect::<Vec<_>>(),
+                "sample_sources": st.recent.iter().rev().collect::<Vec<_>>(),
                 "sample_users": st.user_samples.items(),
             }),
         });
@@ -554,8 +569,7 @@ impl Detector for CredentialStuffing {
             .targets
             .values()
             .map(|t| {
-                t.heavy.capacity() * std::mem::size_of::<(IpAddr, u32)>()
-                    + t.user_samples.heap_bytes()
+                t.recent.capacity() * std::mem::size_of::<IpAddr>() + t.user_samples.heap_bytes()
             })
             .sum();
         self.sources.table_bytes() + self.targets.table_bytes() + src_heap + tgt_heap
