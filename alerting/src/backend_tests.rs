@@ -519,6 +519,7 @@ mod cases {
             ManagerConfig {
                 merge_gap: Duration::from_secs(30 * 60),
                 cache_capacity: 16,
+                ..ManagerConfig::default()
             },
         );
         let mut f = stuffing(30, 45);

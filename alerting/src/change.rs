@@ -38,6 +38,10 @@ pub enum ChangeKind {
         /// The status before the change.
         from: IncidentStatus,
     },
+    /// Someone took the incident, handed it over or released it
+    /// ([`Incident::assignee`] changed). The previous assignee is in the
+    /// timeline entry's `details.from`.
+    Assigned,
 }
 
 impl ChangeKind {
@@ -48,6 +52,7 @@ impl ChangeKind {
             ChangeKind::Updated => "updated",
             ChangeKind::Escalated { .. } => "escalated",
             ChangeKind::StatusChanged { .. } => "status_changed",
+            ChangeKind::Assigned => "assigned",
         }
     }
 
@@ -102,6 +107,7 @@ impl IncidentChange {
         match self.change {
             ChangeKind::Escalated { from } => details["from"] = json!(from),
             ChangeKind::StatusChanged { from } => details["from"] = json!(from),
+            ChangeKind::Assigned => details["assignee"] = json!(i.assignee),
             ChangeKind::Created | ChangeKind::Updated => {}
         }
         details

@@ -80,4 +80,9 @@ pub struct Incident {
     pub events: u64,
     /// How many times the incident has been updated since it was raised.
     pub revision: u32,
+    /// Who is working the incident (a login), when someone is. Set through
+    /// [`lifecycle::assign`](crate::lifecycle::assign); absent from the JSON
+    /// when unset, so `replay`'s output keeps its shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
 }

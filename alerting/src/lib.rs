@@ -12,11 +12,23 @@
 //! * [`store`]: the [`IncidentStore`] trait and its PostgreSQL and SQLite
 //!   implementations, with the embedded migrations (`migrations/` at the
 //!   workspace root).
+//! * [`lifecycle`]: acknowledge, resolve, reopen, assign; auto-resolve.
+//! * [`suppression`]: rules that mute findings, counted.
+//! * [`outbox`]: notifications written with their change, claimed by workers.
+//! * [`notify`]: Slack, email and webhook notifiers, routing, flood control,
+//!   the worker, and [`Notifications`], what the binary builds.
+//! * [`render`]: escaping attacker-controlled text for each medium.
 
 pub mod change;
 pub mod incident;
+pub mod lifecycle;
 pub mod manager;
+pub mod notify;
+pub mod outbox;
+pub mod render;
+pub mod secret;
 pub mod store;
+pub mod suppression;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
@@ -25,7 +37,10 @@ mod backend_tests;
 
 pub use change::{ChangeKind, IncidentChange};
 pub use incident::{Incident, IncidentStatus};
+pub use lifecycle::{Action, Lifecycle, LifecycleError, Watermark};
 pub use manager::{IncidentManager, ManagerConfig, ManagerStats};
+pub use notify::{Notifications, NotificationsConfig};
+pub use secret::Secret;
 pub use store::{
     connect, Db, IncidentCursor, IncidentPage, IncidentQuery, IncidentStore, ListOrder, PgStore,
     SqliteStore, StoreError, TimelineEntry,

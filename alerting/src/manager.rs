@@ -21,6 +21,16 @@
 //!   newer picture (the finding when its last_seen is at least the
 //!   incident's); detected_at stays the one that raised it. The revision
 //!   rises only when something changed, so a replayed finding writes nothing.
+//! * **Reopening.** A finding merged into a *resolved* incident that brings
+//!   activity later than the incident's `last_seen` reopens it (status
+//!   `reopened`, a [`ChangeKind::StatusChanged`]); late data about the
+//!   resolved past only updates it.
+//! * **Muting.** Before any of this, the finding is checked against the
+//!   [suppression rules](crate::suppression): a muted finding changes
+//!   nothing, notifies nobody, and is counted.
+//! * **Notifying.** With [`ManagerConfig::notifications`], the change's
+//!   notifications are written in the change's transaction (see
+//!   [`crate::outbox`]).
 //!
 //! Writes are compare-and-set (see [`IncidentStore::record_change`]): when
 //! another task or instance changed the incident first, the manager re-reads
@@ -28,7 +38,11 @@
 
 use crate::change::{ChangeKind, IncidentChange};
 use crate::incident::{Incident, IncidentStatus};
+use crate::lifecycle::Watermark;
+use crate::notify::Routing;
+use crate::outbox::ChangeEffects;
 use crate::store::{IncidentStore, Result, StoreError};
+use crate::suppression::RuleCache;
 use gatewatch_detector::{EventTime, Finding, IncidentKind};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -43,7 +57,9 @@ pub const INCIDENT_NAMESPACE: Uuid = Uuid::from_u128(0x6a1f_4c2e_93b7_5d08_b2e4_
 /// concurrent write before giving up with [`StoreError::Conflict`].
 const MAX_ATTEMPTS: usize = 5;
 
-/// Tuning of the [`IncidentManager`]. The binary's config maps onto this.
+/// Tuning of the [`IncidentManager`]. The binary's config maps onto this;
+/// build it with `..ManagerConfig::default()` so new fields keep their
+/// defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManagerConfig {
     /// How far apart (in event time) two pieces of activity of one client may
@@ -53,6 +69,16 @@ pub struct ManagerConfig {
     /// How many `(kind, client)` pairs keep their latest incident in memory;
     /// a miss costs one store read. Default: 10 000.
     pub cache_capacity: usize,
+    /// Which channels hear about which changes
+    /// ([`Notifications::routing`](crate::notify::Notifications::routing)).
+    /// `None` (the default): nothing is enqueued.
+    pub notifications: Option<Arc<Routing>>,
+    /// How often the suppression rules are re-read from the store (a rule
+    /// created through the API applies within this delay). Default: 5 s.
+    pub suppression_refresh: Duration,
+    /// Advanced with every finding's `last_seen`, for auto-resolve (the
+    /// pipeline should advance it with every event too). Default: none.
+    pub watermark: Option<Watermark>,
 }
 
 impl Default for ManagerConfig {
@@ -60,6 +86,9 @@ impl Default for ManagerConfig {
         ManagerConfig {
             merge_gap: Duration::from_secs(30 * 60),
             cache_capacity: 10_000,
+            notifications: None,
+            suppression_refresh: Duration::from_secs(5),
+            watermark: None,
         }
     }
 }
@@ -112,6 +141,7 @@ pub fn open(finding: &Finding) -> IncidentChange {
             evidence: finding.evidence.clone(),
             events: finding.events,
             revision: 0,
+            assignee: None,
         },
         change: ChangeKind::Created,
         actor: actor(finding),
@@ -138,7 +168,16 @@ pub fn merge(incident: &Incident, finding: &Finding) -> Option<IncidentChange> {
         return None;
     }
     next.revision = incident.revision.saturating_add(1);
-    let change = if next.severity > incident.severity {
+    let recurs =
+        incident.status == IncidentStatus::Resolved && finding.last_seen > incident.last_seen;
+    if recurs {
+        next.status = IncidentStatus::Reopened;
+    }
+    let change = if recurs {
+        ChangeKind::StatusChanged {
+            from: IncidentStatus::Resolved,
+        }
+    } else if next.severity > incident.severity {
         ChangeKind::Escalated {
             from: incident.severity,
         }
@@ -169,6 +208,10 @@ pub struct ManagerStats {
     pub conflicts: u64,
     /// Findings whose incident was found in the cache.
     pub cache_hits: u64,
+    /// Findings that reopened a resolved incident.
+    pub reopened: u64,
+    /// Findings muted by a suppression rule (no change, no notification).
+    pub suppressed: u64,
 }
 
 /// Turns findings into stored incidents, one attack one incident.
@@ -182,6 +225,9 @@ pub struct IncidentManager {
     gap_ms: i64,
     cache: LatestCache,
     stats: ManagerStats,
+    routing: Option<Arc<Routing>>,
+    rules: RuleCache,
+    watermark: Option<Watermark>,
 }
 
 impl IncidentManager {
@@ -192,7 +238,16 @@ impl IncidentManager {
             gap_ms: i64::try_from(config.merge_gap.as_millis()).unwrap_or(i64::MAX),
             cache: LatestCache::new(config.cache_capacity),
             stats: ManagerStats::default(),
+            routing: config.notifications,
+            rules: RuleCache::new(config.suppression_refresh),
+            watermark: config.watermark,
         }
+    }
+
+    /// Re-reads the suppression rules at the next finding instead of after
+    /// the refresh interval (after creating or deleting one in-process).
+    pub fn reload_suppressions(&mut self) {
+        self.rules.invalidate();
     }
 
     /// Counters of what this manager has done.
@@ -210,6 +265,15 @@ impl IncidentManager {
     /// nothing. On `Ok(Some(_))` the change is durable (incident and timeline
     /// committed together).
     pub async fn apply(&mut self, finding: &Finding) -> Result<Option<IncidentChange>> {
+        if let Some(w) = &self.watermark {
+            w.advance(finding.last_seen);
+        }
+        if let Some(rule) = self.rules.matching(&*self.store, finding).await? {
+            crate::suppression::record_hit(&*self.store, rule, chrono::Utc::now()).await?;
+            self.stats.suppressed += 1;
+            tracing::trace!(rule_id = %rule, kind = %finding.kind, "Finding muted by a suppression rule.");
+            return Ok(None);
+        }
         let mut last_conflict = None;
         for attempt in 0..MAX_ATTEMPTS {
             let fresh = attempt > 0;
@@ -223,15 +287,22 @@ impl IncidentManager {
                 },
                 None => open(finding),
             };
-            match self.store.record_change(&change).await {
+            let effects = ChangeEffects {
+                deliveries: self
+                    .routing
+                    .as_ref()
+                    .map(|r| r.deliveries(&change, None))
+                    .unwrap_or_default(),
+                ..ChangeEffects::default()
+            };
+            match self.store.record_change_with(&change, &effects).await {
                 Ok(()) => {
                     self.cache.remember(&change.incident);
                     match change.change {
                         ChangeKind::Created => self.stats.created += 1,
                         ChangeKind::Escalated { .. } => self.stats.escalated += 1,
-                        ChangeKind::Updated | ChangeKind::StatusChanged { .. } => {
-                            self.stats.updated += 1
-                        }
+                        ChangeKind::StatusChanged { .. } => self.stats.reopened += 1,
+                        ChangeKind::Updated | ChangeKind::Assigned => self.stats.updated += 1,
                     }
                     log_change(&change);
                     return Ok(Some(change));
@@ -317,7 +388,15 @@ fn log_change(change: &IncidentChange) {
             revision = i.revision,
             "Incident escalated."
         ),
-        ChangeKind::Updated | ChangeKind::StatusChanged { .. } => tracing::trace!(
+        ChangeKind::StatusChanged { from } => tracing::info!(
+            incident_id = %i.id,
+            kind = %i.kind,
+            from = from.as_str(),
+            status = i.status.as_str(),
+            revision = i.revision,
+            "Incident reopened: the attack came back."
+        ),
+        ChangeKind::Updated | ChangeKind::Assigned => tracing::trace!(
             incident_id = %i.id,
             action = change.change.action(),
             revision = i.revision,

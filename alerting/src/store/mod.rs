@@ -24,6 +24,7 @@ pub use sqlite::SqliteStore;
 
 use crate::change::IncidentChange;
 use crate::incident::{Incident, IncidentStatus};
+use crate::outbox::ChangeEffects;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use gatewatch_detector::{EventTime, IncidentKind, Severity};
@@ -157,12 +158,29 @@ pub trait IncidentStore: Send + Sync {
 
     /// Writes a change atomically: the incident row (inserted for
     /// [`ChangeKind::Created`](crate::ChangeKind::Created), otherwise
-    /// updated) and its timeline entry, in one transaction. Notifications'
-    /// outbox rows will join the same transaction.
+    /// updated) and its timeline entry, in one transaction, with no
+    /// notification. Same as [`IncidentStore::record_change_with`] with no
+    /// effects.
     ///
     /// Fails with [`StoreError::Conflict`] when the incident already exists
     /// (creation) or is not at `revision - 1` (update); nothing is written then.
-    async fn record_change(&self, change: &IncidentChange) -> Result<()>;
+    async fn record_change(&self, change: &IncidentChange) -> Result<()> {
+        self.record_change_with(change, &ChangeEffects::default())
+            .await
+    }
+
+    /// Writes a change, its timeline entry (with the effects' note and
+    /// details) and its notifications' outbox rows (flood control applied,
+    /// see [`crate::outbox`]) in one transaction: all or nothing, so a crash
+    /// can neither lose a notification nor send one for an unwritten change.
+    ///
+    /// Fails with [`StoreError::Conflict`] like
+    /// [`IncidentStore::record_change`]; nothing is written then.
+    async fn record_change_with(
+        &self,
+        change: &IncidentChange,
+        effects: &ChangeEffects,
+    ) -> Result<()>;
 
     /// One incident by id.
     async fn get(&self, id: Uuid) -> Result<Option<Incident>>;

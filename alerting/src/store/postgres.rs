@@ -13,6 +13,7 @@ use super::{
 };
 use crate::change::IncidentChange;
 use crate::incident::Incident;
+use crate::outbox::ChangeEffects;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use gatewatch_detector::{EventTime, IncidentKind};
@@ -30,7 +31,7 @@ const BACKEND: &str = "postgres";
 macro_rules! incident_columns {
     () => {
         "id, fingerprint, kind, technique, client, sources, first_seen, last_seen, \
-         detected_at, severity, status, summary, evidence, events, revision"
+         detected_at, severity, status, summary, evidence, events, revision, assignee"
     };
 }
 
@@ -99,6 +100,7 @@ struct IncidentRow {
     evidence: Json<serde_json::Value>,
     events: i64,
     revision: i32,
+    assignee: Option<String>,
 }
 
 impl TryFrom<IncidentRow> for Incident {
@@ -129,6 +131,7 @@ impl TryFrom<IncidentRow> for Incident {
             evidence: row.evidence.0,
             events: from_db_int(&id, "events", row.events)?,
             revision: from_db_int(&id, "revision", i64::from(row.revision))?,
+            assignee: row.assignee,
         })
     }
 }
@@ -168,7 +171,11 @@ impl IncidentStore for PgStore {
             })
     }
 
-    async fn record_change(&self, change: &IncidentChange) -> Result<()> {
+    async fn record_change_with(
+        &self,
+        change: &IncidentChange,
+        effects: &ChangeEffects,
+    ) -> Result<()> {
         let i = &change.incident;
         let conflict = || StoreError::Conflict {
             id: i.id,
@@ -193,7 +200,7 @@ impl IncidentStore for PgStore {
             None => sqlx::query(concat!(
                 "INSERT INTO incidents (",
                 incident_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
                  ON CONFLICT DO NOTHING"
             ))
             .bind(i.id)
@@ -211,14 +218,15 @@ impl IncidentStore for PgStore {
             .bind(evidence)
             .bind(events)
             .bind(revision)
+            .bind(&i.assignee)
             .execute(&mut *tx)
             .await
             .map_err(query_err("insert an incident"))?,
             Some(expected) => sqlx::query(
                 "UPDATE incidents SET technique = $2, sources = $3, first_seen = $4, \
                  last_seen = $5, detected_at = $6, severity = $7, status = $8, summary = $9, \
-                 evidence = $10, events = $11, revision = $12, updated_at = now() \
-                 WHERE id = $1 AND revision = $13",
+                 evidence = $10, events = $11, revision = $12, assignee = $14, \
+                 updated_at = now() WHERE id = $1 AND revision = $13",
             )
             .bind(i.id)
             .bind(&i.technique)
@@ -234,6 +242,7 @@ impl IncidentStore for PgStore {
             .bind(revision)
             // u32::MAX (no valid predecessor) becomes -1, which matches no row.
             .bind(i32::try_from(expected).unwrap_or(-1))
+            .bind(&i.assignee)
             .execute(&mut *tx)
             .await
             .map_err(query_err("update an incident"))?,
@@ -251,13 +260,13 @@ impl IncidentStore for PgStore {
         .bind(&change.actor)
         .bind(change.change.action())
         .bind(revision)
-        .bind(Json(change.timeline_details()))
+        .bind(Json(effects.timeline_details(change)))
         .execute(&mut *tx)
         .await
         .map_err(query_err("append to the timeline"))?;
 
-        // Statements that must be atomic with the change (the notification
-        // outbox rows) go here, on the same `tx`.
+        // The notifications of this change commit with it or not at all.
+        crate::outbox::pg::enqueue(&mut tx, change, effects).await?;
 
         tx.commit()
             .await

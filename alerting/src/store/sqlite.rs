@@ -20,6 +20,7 @@ use super::{
 };
 use crate::change::IncidentChange;
 use crate::incident::Incident;
+use crate::outbox::ChangeEffects;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use gatewatch_detector::{EventTime, IncidentKind};
@@ -42,7 +43,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 macro_rules! incident_columns {
     () => {
         "id, fingerprint, kind, technique, client, sources, first_seen, last_seen, \
-         detected_at, severity, status, summary, evidence, events, revision"
+         detected_at, severity, status, summary, evidence, events, revision, assignee"
     };
 }
 
@@ -232,6 +233,7 @@ struct IncidentRow {
     evidence: String,
     events: i64,
     revision: i64,
+    assignee: Option<String>,
 }
 
 impl TryFrom<IncidentRow> for Incident {
@@ -266,6 +268,7 @@ impl TryFrom<IncidentRow> for Incident {
             evidence: parse_json(id, "evidence", &row.evidence)?,
             events: from_db_int(id, "events", row.events)?,
             revision: from_db_int(id, "revision", row.revision)?,
+            assignee: row.assignee,
         })
     }
 }
@@ -319,12 +322,16 @@ impl IncidentStore for SqliteStore {
             })
     }
 
-    async fn record_change(&self, change: &IncidentChange) -> Result<()> {
+    async fn record_change_with(
+        &self,
+        change: &IncidentChange,
+        effects: &ChangeEffects,
+    ) -> Result<()> {
         let i = &change.incident;
         let id = i.id.to_string();
         let sources = to_json("sources", &i.sources)?;
         let evidence = to_json("evidence", &i.evidence)?;
-        let details = to_json("details", &change.timeline_details())?;
+        let details = to_json("details", &effects.timeline_details(change))?;
         let first_seen = ts("first_seen", i.first_seen)?;
         let last_seen = ts("last_seen", i.last_seen)?;
         let detected_at = ts("detected_at", i.detected_at)?;
@@ -344,7 +351,7 @@ impl IncidentStore for SqliteStore {
             None => sqlx::query(concat!(
                 "INSERT INTO incidents (",
                 incident_columns!(),
-                ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+                ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
             ))
             .bind(&id)
             .bind(&i.fingerprint)
@@ -361,13 +368,14 @@ impl IncidentStore for SqliteStore {
             .bind(&evidence)
             .bind(events)
             .bind(revision)
+            .bind(&i.assignee)
             .execute(&mut *tx)
             .await
             .map_err(query_err("insert an incident"))?,
             Some(expected) => sqlx::query(
                 "UPDATE incidents SET technique = ?2, sources = ?3, first_seen = ?4, \
                  last_seen = ?5, detected_at = ?6, severity = ?7, status = ?8, summary = ?9, \
-                 evidence = ?10, events = ?11, revision = ?12, \
+                 evidence = ?10, events = ?11, revision = ?12, assignee = ?14, \
                  updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
                  WHERE id = ?1 AND revision = ?13",
             )
@@ -384,6 +392,7 @@ impl IncidentStore for SqliteStore {
             .bind(events)
             .bind(revision)
             .bind(i64::from(expected))
+            .bind(&i.assignee)
             .execute(&mut *tx)
             .await
             .map_err(query_err("update an incident"))?,
@@ -410,8 +419,8 @@ impl IncidentStore for SqliteStore {
         .await
         .map_err(query_err("append to the timeline"))?;
 
-        // Statements that must be atomic with the change (the notification
-        // outbox rows) go here, on the same `tx`.
+        // The notifications of this change commit with it or not at all.
+        crate::outbox::sqlite::enqueue(&mut tx, change, effects).await?;
 
         tx.commit()
             .await
