@@ -208,6 +208,11 @@ async fn truncation_starts_over_at_the_beginning() {
     );
     assert_eq!(got[0].1, 1);
     t.quiet().await;
+    // Rewritten in place with more than was read: the size alone does not
+    // show it, the first bytes do.
+    std::fs::write(&log, lines("rewritten", 0..20)).unwrap();
+    assert_eq!(t.texts(20, true).await, want("rewritten", 0..20));
+    t.quiet().await;
     t.stop().await;
 }
 

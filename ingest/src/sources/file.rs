@@ -354,6 +354,21 @@ struct Tracked {
     rotated: Option<Instant>,
 }
 
+impl Tracked {
+    /// Reads the file again from its first byte (after a truncation), and
+    /// identifies it by its new first bytes.
+    fn restart(&mut self, max_line_bytes: usize, fingerprint_bytes: u32) {
+        self.read_pos = 0;
+        self.line_end = 0;
+        self.next_line = 1;
+        self.skip_partial = false;
+        self.splitter = LineSplitter::new(max_line_bytes);
+        // Unreadable now: an empty fingerprint, widened as the file grows.
+        self.fingerprint =
+            Fingerprint::read(&self.file, fingerprint_bytes).unwrap_or(Fingerprint::of(b""));
+    }
+}
+
 /// The blocking tailing loop and its state.
 struct Tailer {
     cfg: FileConfig,
@@ -420,7 +435,8 @@ impl Tailer {
         let mut next_discover = Instant::now() + discover_every;
         let mut next_checkpoint = Instant::now();
         let mut result = Ok(());
-        while !self.stop.is_cancelled() {
+        // A closed channel means the pipeline is gone: stop as if cancelled.
+        while !self.stop.is_cancelled() && !self.out.is_closed() {
             if Instant::now() >= next_discover {
                 self.discover(false);
                 next_discover = Instant::now() + discover_every;
@@ -623,11 +639,16 @@ impl Tailer {
         let len = t.file.metadata()?.len();
         if len < t.read_pos {
             tracing::warn!(source = self.source, path = %t.path, size = len, position = t.read_pos, "File truncated; reading it from the beginning.");
-            t.read_pos = 0;
-            t.line_end = 0;
-            t.next_line = 1;
-            t.skip_partial = false;
-            t.splitter = LineSplitter::new(self.shape.max_line_bytes);
+            t.restart(self.shape.max_line_bytes, self.cfg.fingerprint_bytes);
+        } else if len > t.read_pos
+            && t.fingerprint.len > 0
+            && Fingerprint::read(&t.file, t.fingerprint.len)? != t.fingerprint
+        {
+            // Rewritten in place with other content (truncated and refilled
+            // past our position between two polls): the size does not show
+            // it, the first bytes do.
+            tracing::warn!(source = self.source, path = %t.path, "File rewritten in place; reading it from the beginning.");
+            t.restart(self.shape.max_line_bytes, self.cfg.fingerprint_bytes);
         }
         let mut batch: Option<RecordBatch> = None;
         let mut total = 0u64;

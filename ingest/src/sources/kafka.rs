@@ -575,7 +575,8 @@ impl KafkaSource {
         let mut pending: HashMap<Key, Pending> = HashMap::new();
         let mut next_commit = Instant::now() + commit_every;
         let mut result = Ok(());
-        'poll: while !stop.is_cancelled() {
+        // A closed channel means the pipeline is gone: stop as if cancelled.
+        'poll: while !stop.is_cancelled() && !out.is_closed() {
             let now = Instant::now();
             let oldest = pending.values().map(|p| p.started + linger).min();
             let wait = oldest

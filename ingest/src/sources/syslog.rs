@@ -75,6 +75,12 @@ pub struct SyslogConfig {
     /// datagrams are dropped and counted rather than stalling the socket.
     #[serde(default = "default_udp_queue")]
     pub udp_queue: usize,
+    /// Receive buffer asked for the UDP socket (bytes): absorbs bursts that
+    /// arrive faster than they are read. The kernel caps it
+    /// (`net.core.rmem_max` on Linux); datagrams that overflow it are lost
+    /// before gatewatch sees them and are not counted.
+    #[serde(default = "default_udp_receive_buffer_bytes")]
+    pub udp_receive_buffer_bytes: usize,
     /// How long a partially filled batch waits for more messages
     /// (milliseconds).
     #[serde(default = "default_linger_ms")]
@@ -122,6 +128,10 @@ fn default_udp_queue() -> usize {
     16 * 1024
 }
 
+fn default_udp_receive_buffer_bytes() -> usize {
+    8 << 20
+}
+
 fn default_linger_ms() -> u64 {
     50
 }
@@ -140,6 +150,7 @@ impl Default for SyslogConfig {
             max_message_bytes: default_max_message_bytes(),
             max_connections: default_max_connections(),
             udp_queue: default_udp_queue(),
+            udp_receive_buffer_bytes: default_udp_receive_buffer_bytes(),
             linger_ms: default_linger_ms(),
             idle_timeout_secs: default_idle_timeout_secs(),
         }
@@ -230,8 +241,7 @@ impl Source for SyslogSource {
         let mut tasks: JoinSet<Result<(), SourceError>> = JoinSet::new();
         let conn_limit = Arc::new(Semaphore::new(cfg.max_connections));
         if cfg.udp {
-            let socket = UdpSocket::bind(cfg.address)
-                .await
+            let socket = bind_udp(cfg.address, cfg.udp_receive_buffer_bytes, ctx.source)
                 .map_err(|error| bind_error("udp", cfg.address, error))?;
             let (tx, rx) = mpsc::channel(cfg.udp_queue);
             tasks.spawn(udp_receive(socket, tx, ctx.clone(), token.clone()));
@@ -297,6 +307,27 @@ fn bind_error(protocol: &'static str, address: SocketAddr, error: std::io::Error
         address,
         error,
     }
+}
+
+/// Binds the UDP socket with a larger receive buffer than the default.
+fn bind_udp(address: SocketAddr, buffer: usize, source: SourceId) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
+    if let Err(error) = socket.set_recv_buffer_size(buffer) {
+        tracing::warn!(source, %error, requested = buffer, "Cannot enlarge the syslog UDP receive buffer.");
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    tracing::debug!(
+        source,
+        granted = socket.recv_buffer_size().unwrap_or(0),
+        "Syslog UDP receive buffer."
+    );
+    UdpSocket::from_std(socket.into())
 }
 
 /// Loads the certificate chain and key into a TLS acceptor.
