@@ -4,6 +4,10 @@
 //! together (sources → formats → detectors → incidents → sinks) and reports
 //! errors with context. See ARCHITECTURE.md for the map.
 
+// The HTTP API is served by `run`; items only some deployments plug in
+// (metric sources, TLS) are unused in others.
+#[allow(dead_code)]
+mod api;
 mod commands;
 mod config;
 mod pipeline;
@@ -28,6 +32,8 @@ enum Command {
     /// Run the detection pipeline over files (or `-` for stdin) as fast as
     /// possible and print every incident as one JSON line on stdout.
     Replay(commands::replay::ReplayArgs),
+    /// Manage API tokens for the incident API and web page.
+    Token(commands::token::TokenArgs),
     /// Apply database migrations and exit.
     Migrate {
         /// Configuration file.
@@ -54,6 +60,7 @@ fn main() -> ExitCode {
             Command::Run(args) => commands::run::run(args).await,
             Command::Replay(args) => commands::replay::replay(args).await,
             Command::Migrate { config } => commands::migrate(config.as_deref()).await,
+            Command::Token(args) => commands::token::token(args).await,
         }
     });
     match result {

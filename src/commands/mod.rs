@@ -2,6 +2,7 @@
 
 pub mod replay;
 pub mod run;
+pub mod token;
 
 use crate::config::{redact_url, Config};
 use anyhow::Context;
