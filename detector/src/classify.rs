@@ -39,7 +39,8 @@ impl RequestClass {
     pub const OBJECT_ID: RequestClass = RequestClass(1 << 5);
     /// A request line that is not HTTP, or an HTTP version that does not exist.
     pub const MALFORMED: RequestClass = RequestClass(1 << 6);
-    /// A login attempt that failed (as the route's rule reads the status).
+    /// A login attempt that failed (as the route's rule reads the status);
+    /// without [`RequestClass::LOGIN`], a 401 that names no account.
     pub const AUTH_FAILURE: RequestClass = RequestClass(1 << 7);
     /// Credentials were accepted: a login that succeeded, or a 2xx to a
     /// request carrying a basic-auth user.
@@ -134,6 +135,7 @@ pub struct Classifier {
     static_exts: Vec<Box<[u8]>>,
     id_params: Vec<String>,
     basic_auth_failures: bool,
+    anonymous_401: bool,
 }
 
 /// Which list a fragment pattern came from.
@@ -298,6 +300,7 @@ impl Classifier {
                 .collect(),
             id_params: p.id_params.clone(),
             basic_auth_failures: c.basic_auth_failures,
+            anonymous_401: c.anonymous_401_burst > 0,
         })
     }
 
@@ -383,6 +386,14 @@ impl Classifier {
             } else if (200..300).contains(&ev.status) {
                 class.insert(RequestClass::AUTH_SUCCESS);
             }
+        } else if ev.status == 401
+            && self.anonymous_401
+            && !class.contains(RequestClass::PRIVILEGED)
+        {
+            // Credentials refused, account unknown: only a burst of these
+            // means anything (see `anonymous_401_burst`). On privileged
+            // routes a 401 is a probe, judged by privilege_probing.
+            class.insert(RequestClass::AUTH_FAILURE);
         }
     }
 
@@ -553,7 +564,9 @@ mod tests {
         assert!(c.contains(RequestClass::AUTH_SUCCESS) && !c.contains(RequestClass::LOGIN));
         e.user = None;
         e.status = 401;
-        assert!(!classify(&e).contains(RequestClass::LOGIN));
+        let anonymous = classify(&e);
+        assert!(!anonymous.contains(RequestClass::LOGIN));
+        assert!(anonymous.contains(RequestClass::AUTH_FAILURE));
     }
 
     #[test]

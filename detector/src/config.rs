@@ -248,6 +248,11 @@ pub struct CredentialStuffingConfig {
     /// Whether a 401 to a request that carries a user name (HTTP basic
     /// auth) counts as a failed login on any route.
     pub basic_auth_failures: bool,
+    /// 401s without a user name on non-login routes, within one minute, that
+    /// make a brute force (a basic-auth prompt hammered by a client whose log
+    /// line names no account). Set high because a client with a revoked API
+    /// key also collects 401s, slowly; 0 disables.
+    pub anonymous_401_burst: u32,
     /// The short window, in seconds, for brute force and spraying.
     pub window_secs: u64,
     /// Share of a source's login attempts in the window that must have failed
@@ -321,9 +326,10 @@ impl Default for CredentialStuffingConfig {
             extra_login_routes: Vec::new(),
             failure_status: vec![401, 403],
             basic_auth_failures: true,
+            anonymous_401_burst: 6,
             window_secs: 600,
             min_failure_ratio: 0.5,
-            brute_force_failures: 10,
+            brute_force_failures: 5,
             spray_accounts: 5,
             slow_window_secs: 6 * 3600,
             slow_failures: 30,
@@ -369,7 +375,7 @@ pub struct PrivilegeProbingConfig {
     /// Window, in seconds, over which probing counts are kept.
     pub window_secs: u64,
     /// Distinct privileged paths denied (401/403/404) that make an admin
-    /// probe.
+    /// probe (static assets excluded).
     pub admin_paths: u32,
     /// Distinct sensitive-file (or traversal) requests that make a scan.
     pub sensitive_paths: u32,
@@ -430,6 +436,17 @@ impl Default for PrivilegeProbingConfig {
                 "/sap/bc/",
                 "/phpinfo",
                 "/wp-login",
+                // Technology probing: plugin and framework internals a
+                // scanner asks for; denials here are probes, 2xx is a site
+                // that runs them.
+                "/wp-content/plugins/",
+                "/wp-includes/",
+                "/wp-json/wp/v2/users",
+                "/vendor/phpunit",
+                "/hnap1",
+                "/telescope",
+                "/_profiler",
+                "/.well-known/openid-configuration/..",
             ]),
             extra_privileged_routes: Vec::new(),
             sensitive_files: strings(&[
@@ -552,7 +569,7 @@ impl Default for PrivilegeProbingConfig {
                 "/patients/",
             ]),
             window_secs: 600,
-            admin_paths: 3,
+            admin_paths: 2,
             sensitive_paths: 3,
             enum_paths: 10,
             min_denied_ratio: 0.5,
@@ -727,7 +744,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.credential_stuffing.window_secs, 120);
-        assert_eq!(cfg.credential_stuffing.brute_force_failures, 10);
+        assert_eq!(cfg.credential_stuffing.brute_force_failures, 5);
         assert_eq!(cfg.credential_stuffing.extra_login_routes.len(), 1);
         cfg.validate().unwrap();
     }

@@ -18,6 +18,9 @@
 //!   `slow_min_failure_ratio`, without a fast technique, is **low and slow**.
 //!   A success after `takeover_min_failures` consecutive failures, or during
 //!   a recognised attack, is a possible **account takeover**: critical.
+//!   401s that name no account (a basic-auth prompt whose log line carries
+//!   no user) never feed these windows; `anonymous_401_burst` of them within
+//!   one minute is a **brute force** too.
 //! * **Per target** (role `Target`: host + login path, on the shard that owns
 //!   it, seeing every source): failures over the short window, distinct
 //!   failing sources (client keys, so a rotating IPv6 /64 is one) and
@@ -56,6 +59,10 @@ const TAKEOVER: u8 = 16;
 const SHORT_N: usize = 10;
 /// Long-window buckets.
 const LONG_N: usize = 12;
+/// Anonymous-401 buckets (of 10 s: one minute).
+const ANON_N: usize = 6;
+/// Width of an anonymous-401 bucket.
+const ANON_MS: i64 = 10_000;
 /// Failing addresses sampled per target.
 const RECENT: usize = 5;
 /// Target buckets of failure baseline needed before it is trusted.
@@ -80,6 +87,8 @@ struct SourceState {
     slow_fails: BucketWindow<LONG_N, u8>,
     slow_attempts: BucketWindow<LONG_N, u8>,
     users: DistinctWindow,
+    /// 401s naming no account, in 10-second buckets over a minute.
+    anonymous: BucketWindow<ANON_N, u8>,
     streak: u16,
     saw_user: bool,
     /// Techniques recognised in this episode.
@@ -156,9 +165,15 @@ impl Params {
         let sb = bucket_of(now.millis(), self.short_ms);
         let lb = bucket_of(now.millis(), self.long_ms);
         let gen = bucket_of(now.millis(), self.short_ms * SHORT_N as i64 / 2);
-        let failed = obs.class.contains(RequestClass::AUTH_FAILURE);
+        let login = obs.class.contains(RequestClass::LOGIN);
+        let failed = login && obs.class.contains(RequestClass::AUTH_FAILURE);
+        let anonymous = !login && obs.class.contains(RequestClass::AUTH_FAILURE);
         let succeeded = obs.class.contains(RequestClass::AUTH_SUCCESS);
         let user = ev.user.as_deref().filter(|u| !u.is_empty());
+        if anonymous {
+            self.observe_anonymous(st, obs, out);
+            return;
+        }
 
         if failed && st.slow_fails.sum(lb) == 0 {
             // A new run: the previous one slid out of the long window.
@@ -243,6 +258,47 @@ impl Params {
         if st.ep.is_news(severity, st.techniques) {
             st.ep.mark_emitted(severity, st.techniques);
             out.push(self.source_finding(obs, st, fails_w, attempts_w, gen, lb, severity));
+        }
+    }
+
+    /// A 401 naming no account: only a burst within a minute counts, and it
+    /// never feeds the login windows (a revoked API key polling slowly is
+    /// not a brute force).
+    fn observe_anonymous(
+        &self,
+        st: &mut SourceState,
+        obs: &Observation<'_, '_>,
+        out: &mut Vec<Finding>,
+    ) {
+        let now = obs.now;
+        let ab = bucket_of(now.millis(), ANON_MS);
+        if st.anonymous.sum(ab) == 0 && st.techniques == 0 {
+            st.ep = Episode::starting(now);
+        }
+        st.anonymous.add(ab, 1);
+        st.ep.events = st.ep.events.saturating_add(1);
+        let burst = st.anonymous.sum(ab);
+        if burst < self.cfg.anonymous_401_burst {
+            return;
+        }
+        st.techniques |= BRUTE;
+        let sb = bucket_of(now.millis(), self.short_ms);
+        let lb = bucket_of(now.millis(), self.long_ms);
+        let gen = bucket_of(now.millis(), self.short_ms * SHORT_N as i64 / 2);
+        let fails_w = st.fails.sum(sb);
+        let severity = self.source_severity(st, fails_w.max(burst));
+        if st.ep.is_news(severity, st.techniques) {
+            st.ep.mark_emitted(severity, st.techniques);
+            let mut f =
+                self.source_finding(obs, st, fails_w, st.attempts.sum(sb), gen, lb, severity);
+            f.summary = format!(
+                "{} was refused {burst} times within a minute (401, no account named).",
+                f.key
+            );
+            if let Some(e) = f.evidence.as_object_mut() {
+                e.insert("anonymous_401_per_minute".into(), json!(burst));
+            }
+            out.push(f);
         }
     }
 
@@ -505,7 +561,9 @@ impl Detector for CredentialStuffing {
 
     fn observe(&mut self, obs: &Observation<'_, '_>, out: &mut Vec<Finding>) {
         let class = obs.class;
-        if !class.intersects(RequestClass::LOGIN | RequestClass::AUTH_SUCCESS) {
+        if !class.intersects(
+            RequestClass::LOGIN | RequestClass::AUTH_SUCCESS | RequestClass::AUTH_FAILURE,
+        ) {
             return;
         }
         match obs.role {

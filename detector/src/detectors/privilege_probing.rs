@@ -252,7 +252,7 @@ impl Params {
             };
             st.statuses[i] = st.statuses[i].saturating_add(1);
         }
-        if class.contains(RequestClass::PRIVILEGED) && !malformed {
+        if class.contains(RequestClass::PRIVILEGED) && !malformed && !is_static {
             if denied {
                 let x = st.x_mut();
                 x.admin_paths.insert(gen, hash_str(&ev.path));
