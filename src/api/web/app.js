@@ -55,7 +55,11 @@ async function api(method, path, body) {
   }
   const res = await fetch('/api/v1' + path, init);
   const data = res.status === 204 ? null : await res.json().catch(() => null);
-  if (res.status === 401) { sessionStorage.removeItem(TOKEN_KEY); route(); }
+  if (res.status === 401) {
+    // Revoked or expired: back to the sign-in form (unless already there).
+    sessionStorage.removeItem(TOKEN_KEY);
+    if (!document.getElementById('login')) route();
+  }
   if (!res.ok) throw new ApiError(res.status, data);
   return data;
 }
@@ -183,6 +187,16 @@ function chart(traffic) {
   return root;
 }
 
+// One timeline entry as a line of text: the action, the status move, the note.
+function describe(t) {
+  const d = t.details || {};
+  let text = t.action;
+  if (t.action === 'status_changed' && d.from) text += ` (${d.from} → ${d.status})`;
+  if (t.action === 'assigned') text += d.assignee ? ` to ${d.assignee}` : ' (released)';
+  if (d.note) text += ': ' + d.note;
+  return text;
+}
+
 function field(name, value) { return el('div', {}, el('span', {}, name), value === null || value === undefined ? '—' : String(value)); }
 
 async function renderIncident(main, id) {
@@ -211,12 +225,12 @@ async function renderIncident(main, id) {
     d.traffic.baseline ? el('p', { class: 'muted' }, `Baseline ${d.traffic.baseline.mean_per_minute.toFixed(1)} ± ${d.traffic.baseline.stddev_per_minute.toFixed(1)} per minute (dashed).`) : null));
   const s = d.samples;
   main.appendChild(el('section', { class: 'card', id: 'samples' }, el('h2', {}, 'Samples'),
-    el('h3', {}, 'Paths'), el('ul', { class: 'plain', id: 'sample-paths' }, s.paths.map((p) => el('li', {}, p))),
+    el('h3', {}, 'Paths'), el('ul', { class: 'plain', id: 'sample-paths' }, s.paths.length ? s.paths.map((p) => el('li', {}, p)) : el('li', { class: 'muted' }, 'none in the evidence')),
     s.users.length ? [el('h3', {}, 'Accounts'), el('ul', { class: 'plain' }, s.users.map((u) => el('li', {}, u)))] : null,
     s.sources.length ? [el('h3', {}, 'Sources'), el('ul', { class: 'plain' }, s.sources.map((u) => el('li', {}, u)))] : null));
   main.appendChild(el('section', { class: 'card' }, el('h2', {}, 'Evidence'), el('pre', { id: 'evidence' }, JSON.stringify(i.evidence, null, 2))));
   const history = [
-    ...d.timeline.map((t) => ({ at: t.at, who: t.actor, what: t.action + (t.details && t.details.note ? ': ' + t.details.note : '') })),
+    ...d.timeline.map((t) => ({ at: t.at, who: t.actor, what: describe(t) })),
     ...d.comments.map((c) => ({ at: c.at, who: c.actor, what: 'commented: ' + c.body })),
   ].sort((a, b) => Date.parse(a.at) - Date.parse(b.at));
   main.appendChild(el('section', { class: 'card' }, el('h2', {}, 'History'),
