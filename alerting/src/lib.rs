@@ -34,6 +34,8 @@ pub mod testing;
 
 #[cfg(test)]
 mod backend_tests;
+#[cfg(test)]
+mod notify_tests;
 
 pub use change::{ChangeKind, IncidentChange};
 pub use incident::{Incident, IncidentStatus};

@@ -2,8 +2,9 @@
 //!
 //! One round: (1) for every rate-limited channel with held rows, try to
 //! turn them into a digest (needs a token); (2) claim up to `batch_size`
-//! due rows (lease `lease_secs`); (3) send them concurrently, each bounded
-//! by its channel's timeout; (4) record each outcome against its claim:
+//! due rows (lease `lease_secs`); (3) send them, channels concurrently and
+//! each channel's rows in order, each bounded by its channel's timeout;
+//! (4) record each outcome against its claim:
 //!
 //! * success → `delivered`;
 //! * [`NotifyError::Transient`] → retry after an exponential backoff with
@@ -25,11 +26,19 @@ use super::{Channel, Notification, NotifyError};
 use crate::outbox::{self, chrono_duration, ClaimedDelivery, Outcome};
 use crate::store::{IncidentStore, StoreError};
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+/// A row's fate in a round.
+enum Attempt {
+    /// Sent, with this result.
+    Sent(Result<(), NotifyError>),
+    /// Not sent: an earlier row of its channel was rate limited.
+    Skipped,
+}
 
 /// What one round did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -160,52 +169,76 @@ impl Worker {
         let claimed =
             outbox::claim(&*self.store, &self.id, Utc::now(), self.lease, self.batch).await?;
         stats.claimed = claimed.len() as u64;
-        let mut sends = JoinSet::new();
+        // Per channel, in claim order: one channel's messages arrive in the
+        // order they were enqueued (an email thread's first mail first), and
+        // a 429 stops the rest of that channel's batch. Channels run
+        // concurrently.
+        let mut by_channel: BTreeMap<String, Vec<ClaimedDelivery>> = BTreeMap::new();
         for d in claimed {
-            let now = Utc::now();
-            let outcome = match self.channels.get(&d.channel) {
-                None => Some(Outcome::Dead {
-                    error: format!("channel {:?} is not configured", d.channel),
-                }),
-                Some(_) if self.paused.get(&d.channel).is_some_and(|t| *t > now) => {
-                    Some(Outcome::Release {
-                        at: self.paused[&d.channel],
-                        reason: "channel paused by the receiver's Retry-After".into(),
-                    })
-                }
-                Some(channel) => match Notification::from_claimed(&d) {
-                    Err(e) => Some(Outcome::Dead {
-                        error: e.to_string(),
-                    }),
-                    Ok(n) => {
-                        let notifier = Arc::clone(&channel.notifier);
-                        let limit = channel.timeout + Duration::from_secs(1);
-                        let d = d.clone();
-                        sends.spawn(async move {
-                            let result = match tokio::time::timeout(limit, notifier.send(&n)).await
-                            {
-                                Ok(r) => r,
-                                Err(_) => Err(NotifyError::Transient {
-                                    reason: "timed out".into(),
-                                }),
-                            };
-                            (d, result)
-                        });
-                        None
-                    }
-                },
-            };
-            if let Some(outcome) = outcome {
-                self.record(&d, outcome, &mut stats).await?;
-            }
+            by_channel.entry(d.channel.clone()).or_default().push(d);
         }
-        while let Some(joined) = sends.join_next().await {
-            let Ok((d, result)) = joined else {
-                // A panicking notifier: its row comes back after the lease.
+        let mut sends = JoinSet::new();
+        for (name, rows) in by_channel {
+            let now = Utc::now();
+            let Some(channel) = self.channels.get(&name) else {
+                for d in rows {
+                    let error = format!("channel {name:?} is not configured");
+                    self.record(&d, Outcome::Dead { error }, &mut stats).await?;
+                }
                 continue;
             };
-            let outcome = self.outcome(&d, result);
-            self.record(&d, outcome, &mut stats).await?;
+            if let Some(until) = self.paused.get(&name).copied().filter(|t| *t > now) {
+                for d in rows {
+                    let reason = "channel paused by the receiver's Retry-After".to_owned();
+                    self.record(&d, Outcome::Release { at: until, reason }, &mut stats)
+                        .await?;
+                }
+                continue;
+            }
+            let notifier = Arc::clone(&channel.notifier);
+            let limit = channel.timeout + Duration::from_secs(1);
+            sends.spawn(async move {
+                let mut done = Vec::with_capacity(rows.len());
+                let mut slowed = false;
+                for d in rows {
+                    if slowed {
+                        done.push((d, Attempt::Skipped));
+                        continue;
+                    }
+                    let result = match Notification::from_claimed(&d) {
+                        Err(e) => Err(e),
+                        Ok(n) => match tokio::time::timeout(limit, notifier.send(&n)).await {
+                            Ok(r) => r,
+                            Err(_) => Err(NotifyError::Transient {
+                                reason: "timed out".into(),
+                            }),
+                        },
+                    };
+                    slowed = matches!(result, Err(NotifyError::RateLimited { .. }));
+                    done.push((d, Attempt::Sent(result)));
+                }
+                done
+            });
+        }
+        while let Some(joined) = sends.join_next().await {
+            let Ok(done) = joined else {
+                // A panicking notifier: its rows come back after the lease.
+                continue;
+            };
+            for (d, attempt) in done {
+                let outcome = match attempt {
+                    Attempt::Sent(result) => self.outcome(&d, result),
+                    Attempt::Skipped => Outcome::Release {
+                        at: self
+                            .paused
+                            .get(&d.channel)
+                            .copied()
+                            .unwrap_or_else(Utc::now),
+                        reason: "channel paused by the receiver's Retry-After".into(),
+                    },
+                };
+                self.record(&d, outcome, &mut stats).await?;
+            }
         }
         Ok(stats)
     }

@@ -141,16 +141,31 @@ impl RateLimit {
     }
 
     /// Tokens (thousandths) after refilling from `last` to `now`, capped at
-    /// the capacity; a clock that went backwards refills nothing.
-    pub(crate) fn refill(self, tokens_milli: i64, last: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
-        let elapsed_ms = (now - last).num_milliseconds().max(0);
+    /// the capacity, and the time the bucket is now refilled up to. Only
+    /// the time actually turned into tokens is consumed, so frequent calls
+    /// (one per enqueue during a flood) lose no fraction of a token; a clock
+    /// that went backwards refills nothing.
+    pub(crate) fn refill(
+        self,
+        tokens_milli: i64,
+        last: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> (i64, DateTime<Utc>) {
+        let cap = self.capacity_milli();
+        if now <= last {
+            return (tokens_milli.min(cap), last);
+        }
+        let elapsed_ms = (now - last).num_milliseconds();
         let every_ms = i64::try_from(self.refill_every.as_millis())
             .unwrap_or(i64::MAX)
             .max(1);
         let earned = elapsed_ms.saturating_mul(1000) / every_ms;
-        tokens_milli
-            .saturating_add(earned)
-            .min(self.capacity_milli())
+        let tokens = tokens_milli.saturating_add(earned);
+        if tokens >= cap {
+            return (cap, now);
+        }
+        let used_ms = earned.saturating_mul(every_ms) / 1000;
+        (tokens, last + chrono::Duration::milliseconds(used_ms))
     }
 }
 
@@ -565,10 +580,18 @@ mod tests {
             refill_every: Duration::from_secs(10),
         };
         let t0 = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap();
-        assert_eq!(r.refill(0, t0, t0 + chrono::Duration::seconds(5)), 500);
-        assert_eq!(r.refill(0, t0, t0 + chrono::Duration::seconds(25)), 2500);
-        assert_eq!(r.refill(2500, t0, t0 + chrono::Duration::hours(1)), 3000);
-        assert_eq!(r.refill(700, t0, t0 - chrono::Duration::seconds(5)), 700);
+        let s = chrono::Duration::seconds;
+        assert_eq!(r.refill(0, t0, t0 + s(5)), (500, t0 + s(5)));
+        assert_eq!(r.refill(0, t0, t0 + s(25)), (2500, t0 + s(25)));
+        assert_eq!(r.refill(2500, t0, t0 + s(3600)), (3000, t0 + s(3600)));
+        assert_eq!(r.refill(700, t0, t0 - s(5)), (700, t0));
+        // Many tiny steps add up like one big one: no fraction is lost.
+        let (mut tokens, mut at) = (0, t0);
+        for ms in (3..=10_000).step_by(3) {
+            (tokens, at) = r.refill(tokens, at, t0 + chrono::Duration::milliseconds(ms));
+        }
+        assert_eq!(tokens, 999);
+        assert!(at <= t0 + s(10));
     }
 
     #[test]

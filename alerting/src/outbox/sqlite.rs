@@ -119,14 +119,14 @@ async fn admit(
 ) -> Result<DeliveryStatus> {
     let (tokens, refilled_at) = load_bucket(conn, channel, rate, now).await?;
     let held = has_held_on(conn, channel).await?;
-    let mut tokens = rate.refill(tokens, refilled_at, now);
+    let (mut tokens, at) = rate.refill(tokens, refilled_at, now);
     let status = if !held && tokens >= 1000 {
         tokens -= 1000;
         DeliveryStatus::Pending
     } else {
         DeliveryStatus::Held
     };
-    store_bucket(conn, channel, tokens, refilled_at.max(now)).await?;
+    store_bucket(conn, channel, tokens, at).await?;
     Ok(status)
 }
 
@@ -336,8 +336,7 @@ pub(crate) async fn flush_digest(
         .await
         .map_err(query_err("begin a transaction"))?;
     let (tokens, refilled_at) = load_bucket(&mut tx, channel, rate, now).await?;
-    let tokens = rate.refill(tokens, refilled_at, now);
-    let at = refilled_at.max(now);
+    let (tokens, at) = rate.refill(tokens, refilled_at, now);
     let HeldRows {
         first,
         last,
