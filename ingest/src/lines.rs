@@ -78,7 +78,11 @@ impl LineSplitter {
     }
 
     fn emit_partial(&mut self, emit: &mut impl FnMut(Line<'_>)) {
-        let bytes = if self.cut { &self.partial[..] } else { strip_cr(&self.partial) };
+        let bytes = if self.cut {
+            &self.partial[..]
+        } else {
+            strip_cr(&self.partial)
+        };
         emit(Line {
             bytes,
             truncated: self.cut,
@@ -100,7 +104,9 @@ mod tests {
         let mut s = LineSplitter::new(max);
         let mut out = Vec::new();
         for c in chunks {
-            s.feed(c, |l| out.push((String::from_utf8_lossy(l.bytes).into_owned(), l.truncated)));
+            s.feed(c, |l| {
+                out.push((String::from_utf8_lossy(l.bytes).into_owned(), l.truncated))
+            });
         }
         s.finish(|l| out.push((String::from_utf8_lossy(l.bytes).into_owned(), l.truncated)));
         out
@@ -109,7 +115,14 @@ mod tests {
     #[test]
     fn splits_across_chunk_boundaries_and_strips_crlf() {
         let got = split(&[b"ab", b"c\r\nde", b"f\n", b"last"], 100);
-        assert_eq!(got, vec![("abc".into(), false), ("def".into(), false), ("last".into(), false)]);
+        assert_eq!(
+            got,
+            vec![
+                ("abc".into(), false),
+                ("def".into(), false),
+                ("last".into(), false)
+            ]
+        );
     }
 
     #[test]
@@ -132,6 +145,9 @@ mod tests {
 
     #[test]
     fn empty_lines_are_lines() {
-        assert_eq!(split(&[b"\n\n"], 4), vec![("".into(), false), ("".into(), false)]);
+        assert_eq!(
+            split(&[b"\n\n"], 4),
+            vec![("".into(), false), ("".into(), false)]
+        );
     }
 }

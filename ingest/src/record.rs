@@ -49,7 +49,10 @@ pub enum Origin {
 impl Origin {
     /// A human-readable position of line `index` of the batch.
     pub fn locate(&self, index: usize) -> Located<'_> {
-        Located { origin: self, index }
+        Located {
+            origin: self,
+            index,
+        }
     }
 }
 
@@ -69,7 +72,11 @@ impl fmt::Display for Located<'_> {
                 topic,
                 partition,
                 first_offset,
-            } => write!(f, "{topic}[{partition}]@{}", first_offset + self.index as i64),
+            } => write!(
+                f,
+                "{topic}[{partition}]@{}",
+                first_offset + self.index as i64
+            ),
             Origin::Syslog { peer } => write!(f, "syslog from {peer}"),
         }
     }

@@ -65,6 +65,13 @@ fn nginx_json(r: &Request, out: &mut Vec<u8>) -> std::io::Result<()> {
     )
 }
 
+/// A stable 64-bit hash of a name, for ids derived from it.
+fn name_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 fn kong(r: &Request, out: &mut Vec<u8>) -> std::io::Result<()> {
     let route_id = format!(
         "{:08x}-4c3a-4f1e-9d2b-5e6f7a8b9c0d",
@@ -73,9 +80,9 @@ fn kong(r: &Request, out: &mut Vec<u8>) -> std::io::Result<()> {
     let consumer = match &r.consumer {
         Some(c) => format!(
             ",\"consumer\":{{\"id\":\"{:08x}-1111-4222-8333-444455556666\",\"username\":{},\"created_at\":1674035962}},\"authenticated_entity\":{{\"id\":\"{:08x}-aaaa-4bbb-8ccc-ddddeeeeffff\"}}",
-            c.len() as u32 * 2654435761,
+            name_hash(c) as u32,
             json_str(c),
-            c.len() as u32 * 40503
+            (name_hash(c) >> 32) as u32
         ),
         None => String::new(),
     };

@@ -104,7 +104,9 @@ mod tests {
 
     #[test]
     fn batches_cover_every_line_with_the_right_numbers() {
-        let input: Vec<u8> = (1..=10).flat_map(|i| format!("line {i}\n").into_bytes()).collect();
+        let input: Vec<u8> = (1..=10)
+            .flat_map(|i| format!("line {i}\n").into_bytes())
+            .collect();
         let mut batches = Vec::new();
         let n = read_batches(
             &input[..],
@@ -122,7 +124,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(n, 10);
-        assert_eq!(batches.iter().map(RecordBatch::len).collect::<Vec<_>>(), vec![4, 4, 2]);
+        assert_eq!(
+            batches.iter().map(RecordBatch::len).collect::<Vec<_>>(),
+            vec![4, 4, 2]
+        );
         assert_eq!(batches[2].origin.locate(1).to_string(), "a.log:10");
         assert_eq!(batches[2].line(1), b"line 10");
         assert!(batches.iter().all(|b| b.source == 3));
