@@ -37,6 +37,7 @@ pub async fn get_client(
     State(state): State<AppState>,
     Path(key): Path<String>,
 ) -> ApiResult<Json<ClientBody>> {
+    super::extract::no_nul("key", &key)?;
     if key.is_empty() || key.len() > 256 {
         return Err(ApiError::bad("key", "Between 1 and 256 bytes"));
     }

@@ -36,6 +36,48 @@ fn field_error<E: std::fmt::Display>(e: serde_path_to_error::Error<E>, whole: &s
     ApiError::bad(field, inner)
 }
 
+/// NUL characters cannot be stored (PostgreSQL text refuses them) and have
+/// no business in any field: a 400 naming the field, never a 500.
+pub fn nul(field: &str) -> ApiError {
+    ApiError::bad(field, "NUL characters are not allowed")
+}
+
+/// Rejects a path segment holding a NUL (see [`nul`]).
+pub fn no_nul(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.contains('\0') {
+        Err(nul(field))
+    } else {
+        Ok(())
+    }
+}
+
+/// The path of the first string (key or value) in `v` that holds a NUL.
+fn nul_in(v: &serde_json::Value, path: &str) -> Option<String> {
+    use serde_json::Value;
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match v {
+        Value::String(s) if s.contains('\0') => Some(path.to_owned()),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| nul_in(x, &join(&i.to_string()))),
+        Value::Object(o) => o.iter().find_map(|(k, x)| {
+            if k.contains('\0') {
+                Some(join(k))
+            } else {
+                nul_in(x, &join(k))
+            }
+        }),
+        _ => None,
+    }
+}
+
 /// `Query<T>` with the API's errors.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AppQuery<T>(pub T);
@@ -45,6 +87,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or_default();
+        if let Some((key, _)) = form_urlencoded_parse(query).find(|(_, v)| v.contains('\0')) {
+            return Err(nul(&key));
+        }
         let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(query));
         serde_path_to_error::deserialize(de)
             .map(AppQuery)
@@ -87,10 +132,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
                     ApiError::bad("", e.body_text())
                 }
             })?;
-        let mut de = serde_json::Deserializer::from_slice(&bytes);
-        let value = serde_path_to_error::deserialize(&mut de).map_err(|e| field_error(e, ""))?;
-        de.end()
-            .map_err(|e| ApiError::bad("", format!("Trailing data after the JSON value: {e}")))?;
+        let json: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::bad("", format!("Not valid JSON: {e}")))?;
+        if let Some(field) = nul_in(&json, "") {
+            return Err(nul(&field));
+        }
+        let value = serde_path_to_error::deserialize(json).map_err(|e| field_error(e, ""))?;
         Ok(AppJson(value))
     }
 }

@@ -54,10 +54,13 @@ pub enum Order {
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Only incidents in this status.
+    #[param(inline)]
     pub status: Option<Status>,
     /// Only incidents of this kind.
+    #[param(inline)]
     pub kind: Option<Kind>,
     /// Only incidents at this severity or above.
+    #[param(inline)]
     pub min_severity: Option<SeverityLevel>,
     /// Only incidents about this client key (exact).
     #[param(max_length = 256)]
@@ -79,12 +82,16 @@ pub struct ListParams {
     #[param(value_type = Option<String>, format = DateTime)]
     pub until: Option<String>,
     /// The order (by `last_seen`, then id).
+    #[param(inline)]
     pub order: Option<Order>,
     /// Page size, 1 to 1000 (default 50).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page (same filters and order).
-    #[param(max_length = 100)]
+    #[param(
+        max_length = 100,
+        pattern = r"^-?[0-9]{1,15}:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub cursor: Option<String>,
 }
 
@@ -94,6 +101,16 @@ impl ListParams {
         let time = |field: &str, v: &Option<String>| {
             v.as_deref().map(|s| parse_time(field, s)).transpose()
         };
+        for (field, value, max) in [
+            ("client", &self.client, 256),
+            ("cidr", &self.cidr, 64),
+            ("q", &self.q, 200),
+            ("cursor", &self.cursor, 100),
+        ] {
+            if value.as_ref().is_some_and(|v| v.chars().count() > max) {
+                return Err(ApiError::bad(field, format!("At most {max} characters")));
+            }
+        }
         if let Some(limit) = self.limit {
             if !(1..=1000).contains(&limit) {
                 return Err(ApiError::bad("limit", "Must be between 1 and 1000"));
@@ -295,10 +312,11 @@ async fn act(
     who: &Analyst,
     id: &str,
     action: Action,
-    body: Option<AppJson<ActionRequest>>,
+    body: Option<AppJson<Option<ActionRequest>>>,
 ) -> ApiResult<Json<IncidentBody>> {
     let id = incident_id(id)?;
-    let note = body.and_then(|AppJson(b)| b.note);
+    // No body, `null` and `{}` all mean "no note".
+    let note = body.and_then(|AppJson(b)| b).and_then(|b| b.note);
     if note.as_ref().is_some_and(|n| n.chars().count() > 2000) {
         return Err(ApiError::bad("note", "At most 2000 characters"));
     }
@@ -350,7 +368,7 @@ macro_rules! action_handler {
             who: Analyst,
             State(state): State<AppState>,
             Path(id): Path<String>,
-            body: Option<AppJson<ActionRequest>>,
+            body: Option<AppJson<Option<ActionRequest>>>,
         ) -> ApiResult<Json<IncidentBody>> {
             act(&state, &who, &id, $action, body).await
         }
@@ -428,6 +446,7 @@ pub async fn add_comment(
         (status = 403, description = "The token may not assign", body = ErrorBody),
         (status = 404, description = "No such incident", body = ErrorBody),
         (status = 409, description = "The incident changed concurrently", body = ErrorBody),
+        (status = 422, description = "The assignee is not acceptable", body = ErrorBody),
         (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
         (status = 415, description = "The body is not JSON", body = ErrorBody),
     )

@@ -317,8 +317,8 @@ pub struct ActionRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewComment {
-    /// The text, 1 to 10 000 characters.
-    #[schema(min_length = 1, max_length = 10000)]
+    /// The text, 1 to 10 000 characters, not blank.
+    #[schema(min_length = 1, max_length = 10000, pattern = r"\S")]
     pub body: String,
 }
 
@@ -326,8 +326,13 @@ pub struct NewComment {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssigneeRequest {
-    /// A login, or `null` to release the incident.
-    #[schema(min_length = 1, max_length = 200)]
+    /// A login, or `null` to release the incident: 1 to 200 characters,
+    /// no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub assignee: Option<String>,
 }
 

@@ -81,20 +81,20 @@ impl From<SuppressionRule> for RuleBody {
 #[serde(deny_unknown_fields)]
 pub struct NewRule {
     /// Mutes clients in this network (`10.0.0.0/8`).
-    #[schema(value_type = Option<String>, example = "10.0.0.0/8")]
+    #[schema(value_type = Option<String>, example = "10.0.0.0/8", pattern = r"^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])/([0-9]|[12][0-9]|3[0-2])$")]
     pub client_cidr: Option<ipnet::IpNet>,
-    /// Mutes this exact client key.
-    #[schema(max_length = 1000)]
+    /// Mutes this exact client key (not blank).
+    #[schema(min_length = 1, max_length = 1000, pattern = r"\S")]
     pub client_key: Option<String>,
     /// Mutes this kind.
     pub kind: Option<Kind>,
     /// Mutes findings whose every path matches this glob (`/health*`).
-    #[schema(max_length = 1000)]
+    #[schema(min_length = 1, max_length = 1000, pattern = r"\S")]
     pub path_pattern: Option<String>,
     /// Stops muting at this time (must be in the future).
     pub expires_at: Option<DateTime<Utc>>,
-    /// Why (required).
-    #[schema(min_length = 1, max_length = 1000)]
+    /// Why (required, not blank).
+    #[schema(min_length = 1, max_length = 1000, pattern = r"\S")]
     pub reason: String,
 }
 

@@ -115,6 +115,7 @@ pub async fn revoke_token(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
+    super::extract::no_nul("name", &name)?;
     if !tokens::revoke_token(&state.store.db(), &name).await? {
         return Err(ApiError::NotFound {
             what: format!("Active token {name:?}"),
