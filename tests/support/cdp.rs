@@ -158,9 +158,9 @@ impl Browser {
         r["result"]["value"].clone()
     }
 
-    /// Polls `condition` (a JS expression) until it is true, for 15 s.
+    /// Polls `condition` (a JS expression) until it is true, for 30 s.
     pub fn wait_for(&mut self, condition: &str, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if self.eval(&format!("!!({condition})")) == json!(true) {
                 return;
