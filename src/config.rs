@@ -6,9 +6,16 @@
 //! syslog listener and the API on localhost.
 
 use anyhow::{bail, Context};
+use gatewatch_alerting::NotificationsConfig;
 use gatewatch_detector::DetectionConfig;
 use gatewatch_ingest::formats::{FormatKind, FormatOptions};
+use gatewatch_ingest::sources::file::FileConfig;
+use gatewatch_ingest::sources::kafka::KafkaConfig;
+use gatewatch_ingest::sources::stdin::StdinConfig;
+use gatewatch_ingest::sources::syslog::SyslogConfig;
 use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The whole configuration file.
@@ -19,10 +26,21 @@ pub struct Config {
     /// missing) or `postgres://user:pass@host/db`. Env: `GATEWATCH_DATABASE_URL`.
     #[serde(default = "default_database_url")]
     pub database_url: String,
-    /// Where logs come from. Empty means the embedded default (a syslog
-    /// listener on `GATEWATCH_SYSLOG_ADDR`, 127.0.0.1:5514).
+    /// Where logs come from. Empty means the embedded default: a syslog
+    /// listener (UDP and TCP) on `GATEWATCH_SYSLOG_ADDR`, 127.0.0.1:5514.
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
+    /// Where sources keep their state (file read positions). Relative
+    /// paths are relative to the working directory.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// The incident API and web page.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// Run as an ingest stage publishing to an internal topic instead of
+    /// detecting (scale-out without a client-keyed upstream topic).
+    #[serde(default)]
+    pub repartition: Option<RepartitionConfig>,
     /// How lines are parsed: trusted proxies, generic JSON field mapping.
     #[serde(default)]
     pub parser: FormatOptions,
@@ -38,50 +56,186 @@ pub struct Config {
     /// Writing incidents to stdout as JSON lines.
     #[serde(default)]
     pub console: ConsoleConfig,
+    /// Slack, email and webhook channels; lifecycle timers.
+    #[serde(default)]
+    pub notifications: NotificationsConfig,
 }
 
 fn default_database_url() -> String {
     "sqlite://gatewatch.db".to_string()
 }
 
-/// One source of log lines. A closed list: a new source is one more variant.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum SourceConfig {
-    /// Lines appended to files.
-    File {
-        /// Paths of the files to read.
-        paths: Vec<PathBuf>,
-        /// Their log format.
-        #[serde(default)]
-        format: FormatKind,
-    },
-    /// Lines on standard input.
-    Stdin {
-        /// Their log format.
-        #[serde(default)]
-        format: FormatKind,
-    },
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("gatewatch-state")
+}
+
+/// The syslog address of the embedded default.
+pub const DEFAULT_SYSLOG_ADDR: &str = "127.0.0.1:5514";
+
+/// One `[[sources]]` entry: where lines come from and how they are parsed.
+///
+/// In the TOML file each entry is one table with `type` (`syslog`, `kafka`,
+/// `file`, `stdin`), an optional `format` (default `auto`), for Kafka an
+/// optional `topic_formats` table (`{ "kong-logs" = "kong" }`), and the
+/// fields of that source (see `gatewatch_ingest::sources::*Config`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceConfig {
+    /// The log format of the source's lines.
+    pub format: FormatKind,
+    /// Kafka only: a format per topic, overriding `format`.
+    pub topic_formats: BTreeMap<String, FormatKind>,
+    /// The source itself.
+    pub kind: SourceKind,
+}
+
+/// The source types. A closed list: a new source is one more variant here
+/// and one more arm in [`SourceConfig`]'s deserializer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SourceKind {
+    /// Syslog listeners (UDP, TCP, TLS).
+    Syslog(SyslogConfig),
+    /// A Kafka consumer group.
+    Kafka(KafkaConfig),
+    /// Files followed like `tail -F`.
+    File(FileConfig),
+    /// Standard input.
+    Stdin(StdinConfig),
 }
 
 impl SourceConfig {
-    /// The log format of the source.
-    pub fn format(&self) -> FormatKind {
-        match self {
-            SourceConfig::File { format, .. } | SourceConfig::Stdin { format } => *format,
+    /// A source with the given format and no per-topic formats.
+    pub fn new(kind: SourceKind, format: FormatKind) -> SourceConfig {
+        SourceConfig {
+            format,
+            topic_formats: BTreeMap::new(),
+            kind,
         }
     }
 
-    /// A short human name, for logs and metrics labels.
-    pub fn describe(&self) -> String {
-        match self {
-            SourceConfig::File { paths, .. } => {
-                let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-                format!("file:{}", names.join(","))
-            }
-            SourceConfig::Stdin { .. } => "stdin".to_string(),
+    /// The source type's config name.
+    pub fn type_name(&self) -> &'static str {
+        match self.kind {
+            SourceKind::Syslog(_) => "syslog",
+            SourceKind::Kafka(_) => "kafka",
+            SourceKind::File(_) => "file",
+            SourceKind::Stdin(_) => "stdin",
         }
     }
+
+    /// A short human name, for logs and metric labels (no secrets).
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            SourceKind::Syslog(c) => {
+                let mut parts = Vec::new();
+                if c.udp {
+                    parts.push(format!("udp://{}", c.address));
+                }
+                if c.tcp {
+                    parts.push(format!("tcp://{}", c.address));
+                }
+                if let Some(tls) = &c.tls {
+                    parts.push(format!("tls://{}", tls.address));
+                }
+                format!("syslog {}", parts.join(" "))
+            }
+            SourceKind::Kafka(c) => format!(
+                "kafka {} group {} topics {}",
+                c.brokers,
+                c.group_id,
+                c.topics.join(",")
+            ),
+            SourceKind::File(c) => format!("file {}", c.paths.join(",")),
+            SourceKind::Stdin(_) => "stdin".to_string(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SourceConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(d)?;
+        let kind = match table.remove("type") {
+            Some(toml::Value::String(s)) => s,
+            Some(_) => return Err(D::Error::custom("source `type` must be a string")),
+            None => {
+                return Err(D::Error::custom(
+                    "a source needs `type` (syslog, kafka, file or stdin)",
+                ))
+            }
+        };
+        let format = match table.remove("format") {
+            Some(v) => FormatKind::deserialize(v).map_err(D::Error::custom)?,
+            None => FormatKind::Auto,
+        };
+        let topic_formats = match table.remove("topic_formats") {
+            Some(v) if kind == "kafka" => {
+                BTreeMap::<String, FormatKind>::deserialize(v).map_err(D::Error::custom)?
+            }
+            Some(_) => {
+                return Err(D::Error::custom(
+                    "`topic_formats` is only for kafka sources",
+                ))
+            }
+            None => BTreeMap::new(),
+        };
+        if kind == "file" && !table.contains_key("state_dir") {
+            // Filled from the top-level `state_dir` once the whole file is read.
+            table.insert("state_dir".into(), toml::Value::String(String::new()));
+        }
+        let rest = toml::Value::Table(table);
+        let kind = match kind.as_str() {
+            "syslog" => SourceKind::Syslog(rest.try_into().map_err(D::Error::custom)?),
+            "kafka" => SourceKind::Kafka(rest.try_into().map_err(D::Error::custom)?),
+            "file" => SourceKind::File(rest.try_into().map_err(D::Error::custom)?),
+            "stdin" => SourceKind::Stdin(rest.try_into().map_err(D::Error::custom)?),
+            other => {
+                return Err(D::Error::custom(format!(
+                    "unknown source type {other:?} (syslog, kafka, file or stdin)"
+                )))
+            }
+        };
+        Ok(SourceConfig {
+            format,
+            topic_formats,
+            kind,
+        })
+    }
+}
+
+/// The `[api]` section.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Where the incident API and web page listen. Env: `GATEWATCH_API_ADDR`.
+    pub listen: SocketAddr,
+    /// Serve the API at all.
+    pub enabled: bool,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            enabled: true,
+        }
+    }
+}
+
+/// The `[repartition]` section: this instance is an *ingest stage* that
+/// parses its sources and publishes normalised events keyed by client to an
+/// internal Kafka topic, for detection instances to consume (see the
+/// README's scale-out section). Absent: this instance detects.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RepartitionConfig {
+    /// Bootstrap brokers of the internal topic.
+    pub brokers: String,
+    /// The internal topic (create it with as many partitions as you will
+    /// run detection instances, or more).
+    pub topic: String,
+    /// Extra librdkafka producer properties (security, compression).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
 }
 
 /// The `[incidents]` section.
@@ -150,26 +304,111 @@ impl Config {
             }
             None => Config::from_toml("")?,
         };
-        cfg.apply_env(|k| std::env::var(k).ok());
+        cfg.apply_env(|k| std::env::var(k).ok())?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     /// Parses a TOML document (no environment applied).
     pub fn from_toml(text: &str) -> anyhow::Result<Config> {
-        Ok(toml::from_str(text)?)
+        let mut cfg: Config = toml::from_str(text)?;
+        let state_dir = cfg.state_dir.clone();
+        for s in &mut cfg.sources {
+            if let SourceKind::File(f) = &mut s.kind {
+                if f.state_dir.as_os_str().is_empty() {
+                    f.state_dir = state_dir.clone();
+                }
+            }
+        }
+        Ok(cfg)
     }
 
     /// Applies `GATEWATCH_*` environment overrides, read through `var`.
-    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
-        if let Some(url) = var("GATEWATCH_DATABASE_URL").filter(|v| !v.is_empty()) {
+    ///
+    /// Addresses and secrets override what the file says; with no sources
+    /// in the file, the embedded default syslog listener is added, and
+    /// `GATEWATCH_KAFKA_BROKERS` plus `GATEWATCH_KAFKA_TOPICS` add a Kafka
+    /// source (or re-point the configured ones).
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        let var = |k: &str| var(k).filter(|v| !v.trim().is_empty());
+        self.notifications.apply_env(var);
+        if let Some(url) = var("GATEWATCH_DATABASE_URL") {
             self.database_url = url;
         }
+        if let Some(addr) = var("GATEWATCH_API_ADDR") {
+            self.api.listen = addr.parse().with_context(|| {
+                format!("GATEWATCH_API_ADDR={addr:?} is not an address like 127.0.0.1:8080")
+            })?;
+        }
+        let env_format = match var("GATEWATCH_FORMAT") {
+            Some(f) => Some(
+                serde_json::from_value::<FormatKind>(serde_json::Value::String(f.clone()))
+                    .map_err(|_| anyhow::anyhow!("GATEWATCH_FORMAT={f:?} is not a known format"))?,
+            ),
+            None => None,
+        };
+        let syslog_addr = match var("GATEWATCH_SYSLOG_ADDR") {
+            Some(a) => Some(a.parse::<SocketAddr>().with_context(|| {
+                format!("GATEWATCH_SYSLOG_ADDR={a:?} is not an address like 127.0.0.1:5514")
+            })?),
+            None => None,
+        };
+        if self.sources.is_empty() {
+            let defaults = SyslogConfig::default();
+            let syslog = SyslogConfig {
+                address: syslog_addr.unwrap_or(defaults.address),
+                ..defaults
+            };
+            self.sources.push(SourceConfig::new(
+                SourceKind::Syslog(syslog),
+                env_format.unwrap_or_default(),
+            ));
+        } else if let Some(addr) = syslog_addr {
+            for s in &mut self.sources {
+                if let SourceKind::Syslog(c) = &mut s.kind {
+                    c.address = addr;
+                }
+            }
+        }
+        let brokers = var("GATEWATCH_KAFKA_BROKERS");
+        let topics: Option<Vec<String>> = var("GATEWATCH_KAFKA_TOPICS").map(|t| {
+            t.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        });
+        let group = var("GATEWATCH_KAFKA_GROUP");
+        let mut have_kafka = false;
+        for s in &mut self.sources {
+            if let SourceKind::Kafka(c) = &mut s.kind {
+                have_kafka = true;
+                if let Some(b) = &brokers {
+                    c.brokers = b.clone();
+                }
+                if let Some(g) = &group {
+                    c.group_id = g.clone();
+                }
+            }
+        }
+        if !have_kafka {
+            if let (Some(brokers), Some(topics)) = (brokers, topics) {
+                let group = group.unwrap_or_else(|| "gatewatch".to_string());
+                let kafka = KafkaConfig::new(brokers, group, topics);
+                self.sources.push(SourceConfig::new(
+                    SourceKind::Kafka(kafka),
+                    env_format.unwrap_or_default(),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Checks cross-field rules before anything is started.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.detection.validate()?;
+        self.notifications
+            .validate()
+            .context("Invalid [notifications]")?;
         if !(self.database_url.starts_with("sqlite:")
             || self.database_url.starts_with("postgres://")
             || self.database_url.starts_with("postgresql://"))
@@ -185,11 +424,16 @@ impl Config {
         if self.pipeline.batch_lines == 0 || self.pipeline.queue_batches == 0 {
             bail!("pipeline.batch_lines and pipeline.queue_batches must be positive");
         }
-        for s in &self.sources {
-            if let SourceConfig::File { paths, .. } = s {
-                if paths.is_empty() {
-                    bail!("a file source needs at least one path");
+        for (i, s) in self.sources.iter().enumerate() {
+            if let SourceKind::File(c) = &s.kind {
+                if c.paths.is_empty() {
+                    bail!("sources[{i}]: a file source needs at least one path");
                 }
+            }
+        }
+        if let Some(r) = &self.repartition {
+            if r.brokers.trim().is_empty() || r.topic.trim().is_empty() {
+                bail!("repartition.brokers and repartition.topic must be set");
             }
         }
         Ok(())
@@ -219,12 +463,68 @@ pub fn redact_url(url: &str) -> String {
 mod tests {
     use super::*;
 
+    fn load_with(text: &str, env: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let mut cfg = Config::from_toml(text)?;
+        cfg.apply_env(|k| {
+            env.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
     #[test]
     fn empty_file_gives_the_embedded_defaults() {
-        let cfg = Config::from_toml("").unwrap();
+        let cfg = load_with("", &[]).unwrap();
         assert_eq!(cfg.database_url, "sqlite://gatewatch.db");
-        assert!(cfg.sources.is_empty());
-        cfg.validate().unwrap();
+        assert_eq!(cfg.api.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(cfg.sources.len(), 1);
+        match &cfg.sources[0].kind {
+            SourceKind::Syslog(s) => {
+                assert_eq!(s.address.to_string(), DEFAULT_SYSLOG_ADDR);
+                assert!(s.udp && s.tcp);
+            }
+            other => panic!("expected syslog, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn env_alone_configures_addresses_and_a_kafka_source() {
+        let cfg = load_with(
+            "",
+            &[
+                ("GATEWATCH_SYSLOG_ADDR", "127.0.0.1:6514"),
+                ("GATEWATCH_API_ADDR", "127.0.0.1:9090"),
+                ("GATEWATCH_KAFKA_BROKERS", "127.0.0.1:19092"),
+                ("GATEWATCH_KAFKA_TOPICS", "kong, nginx"),
+                ("GATEWATCH_KAFKA_GROUP", "soc"),
+                ("GATEWATCH_FORMAT", "kong"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.api.listen.to_string(), "127.0.0.1:9090");
+        assert_eq!(cfg.sources.len(), 2);
+        assert!(
+            matches!(&cfg.sources[0].kind, SourceKind::Syslog(s) if s.address.to_string() == "127.0.0.1:6514")
+        );
+        match &cfg.sources[1].kind {
+            SourceKind::Kafka(k) => {
+                assert_eq!(k.brokers, "127.0.0.1:19092");
+                assert_eq!(k.group_id, "soc");
+                assert_eq!(k.topics, vec!["kong".to_string(), "nginx".to_string()]);
+            }
+            other => panic!("expected kafka, got {other:?}"),
+        }
+        assert_eq!(cfg.sources[1].format, FormatKind::Kong);
+    }
+
+    #[test]
+    fn bad_env_values_are_errors_naming_the_variable() {
+        let err = load_with("", &[("GATEWATCH_API_ADDR", "localhost")]).unwrap_err();
+        assert!(format!("{err:#}").contains("GATEWATCH_API_ADDR"), "{err:#}");
+        let err = load_with("", &[("GATEWATCH_FORMAT", "klingon")]).unwrap_err();
+        assert!(format!("{err:#}").contains("GATEWATCH_FORMAT"), "{err:#}");
     }
 
     #[test]
@@ -235,10 +535,11 @@ mod tests {
 
     #[test]
     fn env_overrides_the_database() {
-        let mut cfg = Config::from_toml("database_url = 'sqlite://a.db'").unwrap();
-        cfg.apply_env(|k| {
-            (k == "GATEWATCH_DATABASE_URL").then(|| "postgres://u:p@h/db".to_string())
-        });
+        let cfg = load_with(
+            "database_url = 'sqlite://a.db'",
+            &[("GATEWATCH_DATABASE_URL", "postgres://u:p@h/db")],
+        )
+        .unwrap();
         assert_eq!(cfg.database_url, "postgres://u:p@h/db");
     }
 
@@ -252,16 +553,49 @@ mod tests {
     }
 
     #[test]
-    fn sources_parse() {
-        let cfg = Config::from_toml(
+    fn sources_parse_with_their_own_fields_and_formats() {
+        let cfg = load_with(
             r#"
             [[sources]]
             type = "file"
-            paths = ["/var/log/nginx/access.log"]
+            paths = ["/var/log/nginx/*.log"]
+            state_dir = "/var/lib/gatewatch"
             format = "nginx_combined"
+
+            [[sources]]
+            type = "kafka"
+            brokers = "k1:9092"
+            group_id = "gw"
+            topics = ["kong", "envoy"]
+            topic_formats = { kong = "kong", envoy = "envoy" }
+
+            [[sources]]
+            type = "syslog"
+            address = "127.0.0.1:1514"
             "#,
+            &[],
         )
         .unwrap();
-        assert_eq!(cfg.sources[0].format(), FormatKind::NginxCombined);
+        assert_eq!(cfg.sources.len(), 3);
+        assert_eq!(cfg.sources[0].format, FormatKind::NginxCombined);
+        assert_eq!(cfg.sources[1].topic_formats["envoy"], FormatKind::Envoy);
+        assert_eq!(cfg.sources[2].format, FormatKind::Auto);
+        let cfg = load_with(
+            "state_dir = '/srv/gw'\n[[sources]]\ntype = 'file'\npaths = ['a.log']\n",
+            &[],
+        )
+        .unwrap();
+        assert!(
+            matches!(&cfg.sources[0].kind, SourceKind::File(f) if f.state_dir == Path::new("/srv/gw"))
+        );
+    }
+
+    #[test]
+    fn a_misspelt_source_field_is_rejected_by_name() {
+        let err = Config::from_toml("[[sources]]\ntype = \"syslog\"\nadress = \"127.0.0.1:1\"\n")
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("adress"), "{err:#}");
+        let err = Config::from_toml("[[sources]]\ntype = \"carrier-pigeon\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("carrier-pigeon"), "{err:#}");
     }
 }

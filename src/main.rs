@@ -34,6 +34,8 @@ enum Command {
     Replay(commands::replay::ReplayArgs),
     /// Manage API tokens for the incident API and web page.
     Token(commands::token::TokenArgs),
+    /// Validate a configuration and print what `run` would run.
+    CheckConfig(commands::run::RunArgs),
     /// Apply database migrations and exit.
     Migrate {
         /// Configuration file.
@@ -60,6 +62,11 @@ fn main() -> ExitCode {
             Command::Run(args) => commands::run::run(args).await,
             Command::Replay(args) => commands::replay::replay(args).await,
             Command::Migrate { config } => commands::migrate(config.as_deref()).await,
+            Command::CheckConfig(args) => commands::check_config::plan(&args).and_then(|plan| {
+                use std::io::Write;
+                std::io::stdout().write_all(plan.as_bytes())?;
+                Ok(())
+            }),
             Command::Token(args) => commands::token::token(args).await,
         }
     });

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod check_config;
 pub mod replay;
 pub mod run;
 pub mod token;

@@ -1,7 +1,7 @@
 //! `gatewatch replay`: the live pipeline, over files, as fast as possible.
 
 use crate::config::Config;
-use crate::pipeline::{self, stats::PipelineStats, StoreFailures};
+use crate::pipeline::{self, stats::PipelineStats, Outputs, SourceFormat, StoreFailures};
 use crate::sinks::console::ConsoleSink;
 use anyhow::Context;
 use clap::Args;
@@ -47,10 +47,15 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         "sqlite::memory:".to_string()
     };
     let store = super::open_store(&url).await?;
-    let formats = vec![args.format; args.inputs.len()];
-    let sinks: Vec<Box<dyn crate::sinks::IncidentSink>> =
-        vec![Box::new(ConsoleSink::stdout(false))];
-    let running = pipeline::start(&cfg, &formats, store, sinks, StoreFailures::Fail)?;
+    let formats = vec![SourceFormat::plain(args.format); args.inputs.len()];
+    // A replay pages nobody: no notification routing.
+    let outputs = Outputs {
+        sinks: vec![Box::new(ConsoleSink::stdout(false))],
+        failures: StoreFailures::Fail,
+        routing: None,
+        watermark: None,
+    };
+    let running = pipeline::start(&cfg, &formats, store, outputs)?;
 
     let total_bytes: u64 = args
         .inputs

@@ -1,172 +1,246 @@
 //! `gatewatch run`: the service.
+//!
+//! Start-up validates everything before any I/O (config, every source,
+//! every format), then starts the store, the pipeline, the notification
+//! worker, the sources (each under a supervisor that restarts it with
+//! backoff) and the API. SIGINT/SIGTERM stop the sources from reading, let
+//! the pipeline drain (incidents stored, then batches acknowledged: Kafka
+//! offsets committed, file positions checkpointed), stop the workers, exit.
 
-use crate::config::{Config, SourceConfig};
-use crate::pipeline::{self, StoreFailures};
+use crate::config::{Config, SourceConfig, SourceKind};
+use crate::pipeline::{self, Outputs, SourceFormat, StoreFailures};
 use crate::sinks::console::ConsoleSink;
 use crate::sinks::IncidentSink;
 use anyhow::Context;
 use clap::Args;
-use gatewatch_ingest::formats::FormatKind;
-use gatewatch_ingest::sources::reader::{read_batches, BatchShape, StreamName};
+use gatewatch_alerting::{Notifications, Watermark};
+use gatewatch_ingest::formats::{self, FormatKind};
+use gatewatch_ingest::sources::file::FileConfig;
+use gatewatch_ingest::sources::stdin::StdinConfig;
+use gatewatch_ingest::sources::{self, BatchShape, Source, SourceError, SourceMetrics};
 use gatewatch_ingest::RecordBatch;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// Arguments of `gatewatch run`.
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// Configuration file (default: the embedded setup, see the README).
     #[arg(long, short)]
-    config: Option<PathBuf>,
+    pub config: Option<PathBuf>,
     /// Files to follow (`-` for standard input), instead of the configured sources.
-    inputs: Vec<PathBuf>,
+    pub inputs: Vec<PathBuf>,
     /// Log format of the inputs given on the command line.
     #[arg(long, short, default_value = "auto", value_parser = super::replay::parse_format)]
-    format: FormatKind,
+    pub format: FormatKind,
+}
+
+/// A source ready to run: its config (to rebuild it on restart), id and counters.
+pub struct PlannedSource {
+    /// What it is.
+    pub config: SourceConfig,
+    /// Its index in the pipeline.
+    pub id: u16,
+    /// Its counters.
+    pub metrics: Arc<SourceMetrics>,
+}
+
+/// Resolves the sources to run (command-line inputs replace the configured
+/// ones) and builds each once to validate it before any I/O.
+pub fn plan_sources(cfg: &Config, args: &RunArgs) -> anyhow::Result<Vec<PlannedSource>> {
+    let configs: Vec<SourceConfig> = if args.inputs.is_empty() {
+        cfg.sources.clone()
+    } else {
+        args.inputs
+            .iter()
+            .map(|p| {
+                let kind = if p.as_os_str() == "-" {
+                    SourceKind::Stdin(StdinConfig::default())
+                } else {
+                    SourceKind::File(FileConfig::new(
+                        vec![p.display().to_string()],
+                        cfg.state_dir.clone(),
+                    ))
+                };
+                SourceConfig::new(kind, args.format)
+            })
+            .collect()
+    };
+    anyhow::ensure!(!configs.is_empty(), "No sources configured");
+    anyhow::ensure!(configs.len() <= usize::from(u16::MAX), "Too many sources");
+    let shape = shape(cfg);
+    let mut planned = Vec::with_capacity(configs.len());
+    for (i, config) in configs.into_iter().enumerate() {
+        let id = i as u16;
+        let metrics = SourceMetrics::new();
+        build_source(&config, id, shape, metrics.clone())
+            .with_context(|| format!("Invalid source {} ({})", i, config.describe()))?;
+        for kind in std::iter::once(config.format).chain(config.topic_formats.values().copied()) {
+            formats::build(kind, &cfg.parser)
+                .with_context(|| format!("Invalid format for source {i}"))?;
+        }
+        planned.push(PlannedSource {
+            config,
+            id,
+            metrics,
+        });
+    }
+    Ok(planned)
+}
+
+fn shape(cfg: &Config) -> BatchShape {
+    BatchShape {
+        max_line_bytes: cfg.pipeline.max_line_bytes,
+        batch_lines: cfg.pipeline.batch_lines,
+    }
+}
+
+/// Builds one source (validation only; no I/O happens until `run`).
+fn build_source(
+    config: &SourceConfig,
+    id: u16,
+    shape: BatchShape,
+    metrics: Arc<SourceMetrics>,
+) -> Result<Box<dyn Source>, SourceError> {
+    match &config.kind {
+        SourceKind::Syslog(c) => sources::syslog::build(c.clone(), id, shape, metrics),
+        SourceKind::Kafka(c) => sources::kafka::build(c.clone(), id, shape, metrics),
+        SourceKind::File(c) => sources::file::build(c.clone(), id, shape, metrics),
+        SourceKind::Stdin(c) => sources::stdin::build(c.clone(), id, shape, metrics),
+    }
 }
 
 /// Runs until SIGINT/SIGTERM (or until every source has ended).
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let cfg = Config::load(args.config.as_deref())?;
-    let sources: Vec<SourceConfig> = if args.inputs.is_empty() {
-        cfg.sources.clone()
-    } else {
-        let format = args.format;
-        args.inputs
-            .iter()
-            .map(|p| {
-                if p.as_os_str() == "-" {
-                    SourceConfig::Stdin { format }
-                } else {
-                    SourceConfig::File {
-                        paths: vec![p.clone()],
-                        format,
-                    }
-                }
-            })
-            .collect()
-    };
-    anyhow::ensure!(
-        !sources.is_empty(),
-        "No sources configured: give files on the command line or [[sources]] in the config"
-    );
+    let planned = plan_sources(&cfg, &args)?;
+    let notifications_cfg = cfg.notifications.clone();
+
     let store = super::open_store(&cfg.database_url).await?;
+    let notifications = Notifications::build(&notifications_cfg, store.clone())
+        .context("Invalid [notifications]")?;
+    let shutdown = CancellationToken::new();
+    let watermark = Watermark::new();
+    let worker = notifications.spawn_worker(shutdown.clone());
+    let resolver = notifications.spawn_auto_resolver(watermark.clone(), shutdown.clone());
+
     let console = cfg.console.enabled.unwrap_or(args.config.is_none());
     let mut sinks: Vec<Box<dyn IncidentSink>> = Vec::new();
     if console {
         sinks.push(Box::new(ConsoleSink::stdout(true)));
     }
-    let formats: Vec<FormatKind> = sources.iter().map(SourceConfig::format).collect();
-    let running = pipeline::start(&cfg, &formats, store, sinks, StoreFailures::Retry)?;
-    let shape = BatchShape {
-        max_line_bytes: cfg.pipeline.max_line_bytes,
-        batch_lines: cfg.pipeline.batch_lines,
+    let formats: Vec<SourceFormat> = planned
+        .iter()
+        .map(|p| SourceFormat {
+            default: p.config.format,
+            by_topic: p.config.topic_formats.clone(),
+        })
+        .collect();
+    let outputs = Outputs {
+        sinks,
+        failures: StoreFailures::Retry,
+        routing: notifications.routing(),
+        watermark: Some(watermark),
     };
-    let stop = tokio_util::sync::CancellationToken::new();
-    let mut readers = Vec::new();
-    for (i, source) in sources.iter().enumerate() {
-        let id = u16::try_from(i).context("Too many sources")?;
-        let tx = running.batches.clone();
-        let stop = stop.clone();
-        tracing::info!(source = %source.describe(), "Source started.");
-        match source.clone() {
-            SourceConfig::Stdin { .. } => readers.push(tokio::task::spawn_blocking(move || {
-                read_batches(
-                    std::io::stdin().lock(),
-                    id,
-                    &StreamName::Stdin,
-                    shape,
-                    |b| tx.blocking_send(b).is_ok(),
-                    |_| {},
-                )
-                .map(|_| ())
-                .context("Failed to read standard input")
-            })),
-            SourceConfig::File { paths, .. } => {
-                for path in paths {
-                    let tx = tx.clone();
-                    let stop = stop.clone();
-                    readers.push(tokio::task::spawn_blocking(move || {
-                        follow(path, id, shape, tx, stop)
-                    }));
-                }
-            }
-        }
+    let running = pipeline::start(&cfg, &formats, store.clone(), outputs)?;
+
+    let stop_sources = CancellationToken::new();
+    let mut supervisors = tokio::task::JoinSet::new();
+    for p in planned {
+        tracing::info!(source = %p.config.describe(), format = p.config.format.as_str(), "Source starting.");
+        supervisors.spawn(supervise(
+            p,
+            shape(&cfg),
+            running.batches.clone(),
+            stop_sources.clone(),
+        ));
     }
+    tracing::info!(database = %crate::config::redact_url(&cfg.database_url), "gatewatch is running.");
+
     tokio::select! {
         _ = shutdown_signal() => tracing::info!("Shutting down: draining in-flight work."),
-        _ = async { for r in &mut readers { let _ = r.await; } } => tracing::info!("Every source has ended."),
+        _ = async { while supervisors.join_next().await.is_some() {} } => tracing::info!("Every source has ended."),
     }
-    stop.cancel();
-    for r in readers {
-        if let Ok(Err(e)) = r.await {
-            tracing::error!(error = format!("{e:#}"), "A source failed.");
-        }
-    }
+    // Sources stop reading but stay alive until their last batches are
+    // acknowledged (bounded by each source's own timeout), while the
+    // pipeline keeps draining.
+    stop_sources.cancel();
+    while supervisors.join_next().await.is_some() {}
     let stats = running.finish().await?;
+    shutdown.cancel();
+    let _ = worker.await;
+    if let Some(r) = resolver {
+        let _ = r.await;
+    }
+    store.close().await;
     let (lines, parsed, _, _) = stats.totals();
     tracing::info!(lines, parsed, "Stopped.");
     Ok(())
 }
 
-/// Reads a file from the start, then keeps reading what is appended.
-fn follow(
-    path: PathBuf,
-    source: u16,
+/// Runs one source, rebuilding and restarting it with exponential backoff
+/// when it fails, until it ends or `stop` is cancelled.
+async fn supervise(
+    p: PlannedSource,
     shape: BatchShape,
-    tx: mpsc::Sender<RecordBatch>,
-    stop: tokio_util::sync::CancellationToken,
-) -> anyhow::Result<()> {
-    let mut file =
-        std::fs::File::open(&path).with_context(|| format!("Failed to open {}", path.display()))?;
-    let name = StreamName::File(path.display().to_string().into());
-    let mut pos = 0u64;
-    while !stop.is_cancelled() {
-        file.seek(SeekFrom::Start(pos))?;
-        let mut chunk = Vec::new();
-        let n = (&mut file).take(64 << 20).read_to_end(&mut chunk)?;
-        // Only complete lines; a partial last line waits for its newline.
-        let complete = chunk.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        if complete > 0 {
-            read_batches(
-                &chunk[..complete],
-                source,
-                &name,
-                shape,
-                |b| tx.blocking_send(b).is_ok(),
-                |_| {},
-            )?;
-            pos += complete as u64;
+    out: mpsc::Sender<RecordBatch>,
+    stop: CancellationToken,
+) {
+    let name = p.config.describe();
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let source = match build_source(&p.config, p.id, shape, p.metrics.clone()) {
+            Ok(s) => s,
+            Err(error) => {
+                tracing::error!(source = %name, error = %error, "Source configuration rejected; not restarting.");
+                return;
+            }
+        };
+        let started = std::time::Instant::now();
+        match source.run(out.clone(), stop.clone()).await {
+            Ok(()) => return,
+            Err(error) => {
+                if started.elapsed() > Duration::from_secs(60) {
+                    backoff = Duration::from_millis(500);
+                }
+                tracing::error!(
+                    source = %name,
+                    error = %error,
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "Source failed; restarting."
+                );
+            }
         }
-        if n < (64 << 20) {
-            std::thread::sleep(Duration::from_millis(200));
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
         }
+        backoff = (backoff * 2).min(Duration::from_secs(60));
     }
-    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.
 async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    _ = term.recv() => {},
                 }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

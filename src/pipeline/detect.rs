@@ -7,23 +7,59 @@
 
 use super::stats::PipelineStats;
 use super::StageMsg;
-use gatewatch_detector::{Engine, Finding};
-use gatewatch_ingest::{Format, ParseError, RecordBatch};
+use gatewatch_alerting::Watermark;
+use gatewatch_detector::{Engine, Event, EventTime, Finding};
+use gatewatch_ingest::{Format, FormatKind, Origin, ParseError, RecordBatch};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
+/// The parsers of one source: its format, and per-topic formats for Kafka.
+pub struct Parsers {
+    default: Box<dyn Format>,
+    by_topic: Vec<(String, Box<dyn Format>)>,
+}
+
+impl Parsers {
+    /// Builds the parsers of `spec` with `build`.
+    pub fn build<E>(
+        spec: &super::SourceFormat,
+        build: impl Fn(FormatKind) -> Result<Box<dyn Format>, E>,
+    ) -> Result<Parsers, E> {
+        Ok(Parsers {
+            default: build(spec.default)?,
+            by_topic: spec
+                .by_topic
+                .iter()
+                .map(|(t, k)| Ok((t.clone(), build(*k)?)))
+                .collect::<Result<_, E>>()?,
+        })
+    }
+
+    /// The parser for a batch from `origin`.
+    fn for_origin(&self, origin: &Origin) -> &dyn Format {
+        if let Origin::Kafka { topic, .. } = origin {
+            if let Some((_, f)) = self.by_topic.iter().find(|(t, _)| t.as_str() == &**topic) {
+                return f.as_ref();
+            }
+        }
+        self.default.as_ref()
+    }
+}
+
 /// Everything the detection thread owns.
 pub struct DetectStage {
-    /// One parser per source, indexed by `SourceId`.
-    pub formats: Vec<Box<dyn Format>>,
+    /// The parsers of each source, indexed by `SourceId`.
+    pub formats: Vec<Parsers>,
     /// The detectors.
     pub engine: Engine,
     /// Shared counters.
     pub stats: Arc<PipelineStats>,
     /// Rejected lines logged per (source, reason) before going quiet.
     pub samples_per_reason: u32,
+    /// Told the newest event time after every batch, for auto-resolve.
+    pub watermark: Option<Watermark>,
 }
 
 impl DetectStage {
@@ -57,24 +93,31 @@ impl DetectStage {
         sampled: &mut BTreeMap<(u16, &'static str), u32>,
     ) {
         let source = usize::from(batch.source);
-        let Some(format) = self.formats.get(source) else {
+        let Some(parsers) = self.formats.get(source) else {
             tracing::error!(source, "Batch from an unknown source dropped.");
             return;
         };
-        let mut parsed = 0u64;
-        let mut newest = 0i64;
-        let mut rejected: BTreeMap<&'static str, u64> = BTreeMap::new();
+        let format = parsers.for_origin(&batch.origin);
+        let mut tally = Tally::default();
+        let mut many = Vec::new();
         let before = findings.len();
         for i in 0..batch.len() {
-            match format.parse(batch.line(i)) {
-                Ok(mut ev) => {
-                    ev.source = batch.source;
-                    newest = newest.max(ev.ts.millis());
-                    self.engine.observe(&ev, findings);
-                    parsed += 1;
+            let line = batch.line(i);
+            match format.parse(line) {
+                Ok(ev) => tally.accept(ev, batch.source, &mut self.engine, findings),
+                // A batched JSON array (Kong http-log, APISIX http-logger):
+                // every element is a request.
+                Err(ParseError::Batch { .. }) => {
+                    format.parse_many(line, &mut many);
+                    for r in many.drain(..) {
+                        match r {
+                            Ok(ev) => tally.accept(ev, batch.source, &mut self.engine, findings),
+                            Err(err) => tally.reject(&err),
+                        }
+                    }
                 }
                 Err(err) => {
-                    *rejected.entry(err.reason()).or_insert(0) += 1;
+                    tally.reject(&err);
                     let seen = sampled.entry((batch.source, err.reason())).or_insert(0);
                     if *seen < self.samples_per_reason {
                         *seen += 1;
@@ -87,21 +130,54 @@ impl DetectStage {
 
         let s = &self.stats.sources[source];
         s.lines.fetch_add(batch.len() as u64, Relaxed);
-        s.parsed.fetch_add(parsed, Relaxed);
+        s.parsed.fetch_add(tally.parsed, Relaxed);
         s.truncated.fetch_add(u64::from(batch.truncated), Relaxed);
-        if !rejected.is_empty() {
+        if !tally.rejected.is_empty() {
             if let Ok(mut m) = s.rejected.lock() {
-                for (reason, n) in rejected {
+                for (reason, n) in tally.rejected {
                     *m.entry(reason).or_insert(0) += n;
                 }
             }
         }
-        if newest > 0 {
-            self.stats.newest_event_ms.fetch_max(newest as u64, Relaxed);
+        if tally.newest > 0 {
+            self.stats
+                .newest_event_ms
+                .fetch_max(tally.newest as u64, Relaxed);
+            if let Some(w) = &self.watermark {
+                w.advance(EventTime::from_millis(tally.newest));
+            }
         }
         for f in &findings[before..] {
             self.stats.findings[PipelineStats::kind_index(f.kind)].fetch_add(1, Relaxed);
         }
+    }
+}
+
+/// Per-batch counts, added to the shared counters once per batch.
+#[derive(Default)]
+struct Tally {
+    parsed: u64,
+    newest: i64,
+    rejected: BTreeMap<&'static str, u64>,
+}
+
+impl Tally {
+    /// Runs the detectors on a parsed event.
+    fn accept(
+        &mut self,
+        mut ev: Event<'_>,
+        source: u16,
+        engine: &mut Engine,
+        findings: &mut Vec<Finding>,
+    ) {
+        ev.source = source;
+        self.newest = self.newest.max(ev.ts.millis());
+        engine.observe(&ev, findings);
+        self.parsed += 1;
+    }
+
+    fn reject(&mut self, err: &ParseError) {
+        *self.rejected.entry(err.reason()).or_insert(0) += 1;
     }
 }
 

@@ -16,13 +16,34 @@ pub mod stats;
 use crate::config::Config;
 use crate::sinks::IncidentSink;
 use anyhow::Context;
-use gatewatch_alerting::{IncidentManager, IncidentStore, ManagerConfig};
+use gatewatch_alerting::notify::Routing;
+use gatewatch_alerting::{IncidentManager, IncidentStore, ManagerConfig, Watermark};
 use gatewatch_detector::{Engine, Finding};
 use gatewatch_ingest::formats::{self, FormatKind};
 use gatewatch_ingest::{Acknowledge, RecordBatch};
 use stats::PipelineStats;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
+
+/// How one source's lines are parsed: one format, or one per Kafka topic.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SourceFormat {
+    /// The format of the source's lines.
+    pub default: FormatKind,
+    /// Kafka topics whose lines are in another format.
+    pub by_topic: BTreeMap<String, FormatKind>,
+}
+
+impl SourceFormat {
+    /// One format for every line of the source.
+    pub fn plain(kind: FormatKind) -> SourceFormat {
+        SourceFormat {
+            default: kind,
+            by_topic: BTreeMap::new(),
+        }
+    }
+}
 
 /// What the detection stage tells the incident stage, in order.
 pub enum StageMsg {
@@ -65,18 +86,29 @@ pub enum StoreFailures {
     Fail,
 }
 
+/// What a pipeline is connected to besides its sources and store.
+pub struct Outputs {
+    /// Where incident changes go besides the store (stdout, …).
+    pub sinks: Vec<Box<dyn IncidentSink>>,
+    /// How store failures are treated.
+    pub failures: StoreFailures,
+    /// Which changes enqueue notifications (none for `replay`).
+    pub routing: Option<Arc<Routing>>,
+    /// Event time as far as the pipeline has read, for auto-resolve.
+    pub watermark: Option<Watermark>,
+}
+
 /// Starts the detection thread and the incident task for sources with the
 /// given formats (indexed by `SourceId`).
 pub fn start(
     cfg: &Config,
-    source_formats: &[FormatKind],
+    source_formats: &[SourceFormat],
     store: Arc<dyn IncidentStore>,
-    sinks: Vec<Box<dyn IncidentSink>>,
-    failures: StoreFailures,
+    outputs: Outputs,
 ) -> anyhow::Result<Running> {
     let formats = source_formats
         .iter()
-        .map(|k| formats::build(*k, &cfg.parser))
+        .map(|f| detect::Parsers::build(f, |k| formats::build(k, &cfg.parser)))
         .collect::<Result<Vec<_>, _>>()
         .context("Invalid parser configuration")?;
     let engine = Engine::new(&cfg.detection, 1).context("Invalid detection configuration")?;
@@ -85,6 +117,8 @@ pub fn start(
         store,
         ManagerConfig {
             merge_gap: std::time::Duration::from_secs(cfg.incidents.merge_gap_secs),
+            notifications: outputs.routing,
+            watermark: outputs.watermark.clone(),
             ..ManagerConfig::default()
         },
     );
@@ -96,6 +130,7 @@ pub fn start(
         engine,
         stats: stats.clone(),
         samples_per_reason: cfg.pipeline.rejected_samples_per_reason,
+        watermark: outputs.watermark,
     };
     let detect = std::thread::Builder::new()
         .name("gatewatch-detect".into())
@@ -103,9 +138,9 @@ pub fn start(
         .context("Failed to start the detection thread")?;
     let incident_stage = incidents::IncidentStage {
         manager,
-        sinks,
+        sinks: outputs.sinks,
         stats: stats.clone(),
-        retry_store: failures == StoreFailures::Retry,
+        retry_store: outputs.failures == StoreFailures::Retry,
     };
     let incidents = tokio::spawn(incident_stage.run(msg_rx));
     Ok(Running {
