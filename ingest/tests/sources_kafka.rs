@@ -439,10 +439,11 @@ async fn repartition_producer_round_trip_keeps_each_key_on_one_partition() {
     let mut sends = Vec::new();
     for i in 0..100 {
         let key = format!("client-{}", i % 10);
-        sends.push((
-            key.clone(),
-            producer.send(key.as_bytes(), format!("{key} event {i}").as_bytes()),
-        ));
+        let delivery = producer
+            .enqueue(key.as_bytes(), format!("{key} event {i}").as_bytes())
+            .await
+            .unwrap();
+        sends.push((key.clone(), delivery));
     }
     let mut partition_of: BTreeMap<String, i32> = BTreeMap::new();
     for (key, send) in sends {
@@ -461,9 +462,18 @@ async fn repartition_producer_round_trip_keeps_each_key_on_one_partition() {
     let mut c = Consumer::start(config(&[&topic], &unique("g"), OffsetReset::Earliest));
     let got = c.take(100, Duration::from_secs(30), true).await;
     assert_eq!(got.len(), 100);
+    let mut last_of: BTreeMap<String, i32> = BTreeMap::new();
     for (_, partition, line) in &got {
         let key = line.split(' ').next().unwrap();
         assert_eq!(partition_of[key], *partition, "{line}");
+        // Each key's events arrive in the order they were sent.
+        let i: i32 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(
+            last_of
+                .insert(key.to_string(), i)
+                .is_none_or(|prev| prev < i),
+            "{line}"
+        );
     }
     c.stop().await;
     assert!(RepartitionProducer::new(
@@ -490,7 +500,12 @@ async fn throughput() {
     let started = Instant::now();
     let mut pending = Vec::with_capacity(N);
     for i in 0..N {
-        pending.push(producer.send(format!("k{}", i % 1000).as_bytes(), line));
+        pending.push(
+            producer
+                .enqueue(format!("k{}", i % 1000).as_bytes(), line)
+                .await
+                .unwrap(),
+        );
     }
     for p in pending {
         p.await.unwrap();

@@ -152,7 +152,9 @@ impl SourceMetrics {
     }
 
     #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
-    pub(crate) fn set_lag(&self, topic: Arc<str>, partition: i32, lag: i64) {
+    /// Records one partition's lag (the Kafka source calls it; public so
+    /// that embedders and tests can feed the same gauge).
+    pub fn set_lag(&self, topic: Arc<str>, partition: i32, lag: i64) {
         self.lag_map().insert((topic, partition), lag);
     }
 

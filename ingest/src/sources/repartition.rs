@@ -102,45 +102,40 @@ impl RepartitionProducer {
         &self.topic
     }
 
-    /// Enqueues one message keyed by `key` and returns a future that
-    /// resolves when the broker has it (all in-sync replicas). The bytes are
-    /// copied into librdkafka's queue before this returns, so the future
-    /// borrows nothing; when the local queue is full the future waits and
-    /// retries (backpressure).
-    pub fn send(
+    /// Enqueues one message keyed by `key` into librdkafka's local queue
+    /// and returns the future of its delivery (resolving when all in-sync
+    /// replicas have it). Awaiting `enqueue` is the backpressure: while the
+    /// local queue is full it waits for room. Await each `enqueue` before
+    /// the next one and messages keep their order within a key; the
+    /// delivery futures can then be awaited together, so many messages are
+    /// in flight at once.
+    pub async fn enqueue(
         &self,
         key: &[u8],
         payload: &[u8],
-    ) -> impl Future<Output = Result<Delivered, RepartitionError>> + Send + 'static {
-        let first = self
-            .producer
-            .send_result(FutureRecord::to(&self.topic).key(key).payload(payload))
-            .map_err(|(error, _)| error);
-        // Only a full queue keeps the bytes around, to retry.
-        let retry = match &first {
-            Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
-                Some((key.to_vec(), payload.to_vec()))
-            }
-            _ => None,
-        };
-        let producer = self.producer.clone();
-        let topic = self.topic.clone();
-        async move {
-            let delivery = match (first, retry) {
-                (Ok(delivery), _) => delivery.await,
-                (Err(_), Some((key, payload))) => {
-                    let record = FutureRecord::to(&topic).key(&key).payload(&payload);
-                    return match producer.send(record, rdkafka::util::Timeout::Never).await {
-                        Ok(d) => Ok(Delivered {
-                            partition: d.partition,
-                            offset: d.offset,
-                        }),
-                        Err((error, _)) => Err(RepartitionError::Send { topic, error }),
-                    };
+    ) -> Result<
+        impl Future<Output = Result<Delivered, RepartitionError>> + Send + 'static,
+        RepartitionError,
+    > {
+        let mut record = FutureRecord::to(&self.topic).key(key).payload(payload);
+        let delivery = loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => break delivery,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                (Err(error), None) => return Err(RepartitionError::Send { topic, error }),
-            };
-            match delivery {
+                Err((error, _)) => {
+                    return Err(RepartitionError::Send {
+                        topic: self.topic.clone(),
+                        error,
+                    })
+                }
+            }
+        };
+        let topic = self.topic.clone();
+        Ok(async move {
+            match delivery.await {
                 Ok(Ok(d)) => Ok(Delivered {
                     partition: d.partition,
                     offset: d.offset,
@@ -151,7 +146,13 @@ impl RepartitionProducer {
                     error: KafkaError::Canceled,
                 }),
             }
-        }
+        })
+    }
+
+    /// Enqueues one message and waits for its delivery: for a caller that
+    /// sends one message at a time.
+    pub async fn send(&self, key: &[u8], payload: &[u8]) -> Result<Delivered, RepartitionError> {
+        self.enqueue(key, payload).await?.await
     }
 
     /// Waits until every enqueued message is delivered or `timeout` passes.
