@@ -210,6 +210,18 @@ pub struct ApiConfig {
     pub listen: SocketAddr,
     /// Serve the API at all.
     pub enabled: bool,
+    /// Serve HTTPS with this certificate and key (PEM) instead of HTTP.
+    pub tls: Option<ApiTlsConfig>,
+}
+
+/// The `[api.tls]` section.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTlsConfig {
+    /// The certificate chain, leaf first (PEM).
+    pub cert_path: PathBuf,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_path: PathBuf,
 }
 
 impl Default for ApiConfig {
@@ -217,6 +229,7 @@ impl Default for ApiConfig {
         ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             enabled: true,
+            tls: None,
         }
     }
 }

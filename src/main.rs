@@ -4,16 +4,8 @@
 //! together (sources → formats → detectors → incidents → sinks) and reports
 //! errors with context. See ARCHITECTURE.md for the map.
 
-// The HTTP API is served by `run`; items only some deployments plug in
-// (metric sources, TLS) are unused in others.
-#[allow(dead_code)]
-mod api;
-mod commands;
-mod config;
-mod pipeline;
-mod sinks;
-
 use clap::{Parser, Subcommand};
+use gatewatch::commands;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -91,6 +83,7 @@ fn init_logging() {
         });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if std::env::var("GATEWATCH_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();

@@ -15,3 +15,4 @@ pub mod syslog_header;
 pub use formats::{Format, FormatKind, ParseError};
 pub use lines::LineSplitter;
 pub use record::{Acknowledge, Origin, RecordBatch};
+pub use sources::{BatchShape, MetricsSnapshot, PartitionLag, Source, SourceError, SourceMetrics};

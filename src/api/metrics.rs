@@ -12,15 +12,15 @@
 //! route templates. Client addresses and keys never become labels (an
 //! attacker could otherwise mint series at will).
 
-// Relative, not `crate::`: the API tests compile this module tree on its own.
-use super::super::pipeline::stats::PipelineStats;
+use crate::pipeline::stats::PipelineStats;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use gatewatch_detector::IncidentKind;
+use gatewatch_ingest::sources::SourceMetrics;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
 /// Counter or gauge.
@@ -53,6 +53,11 @@ pub const FAMILIES: &[(&str, MetricType, &str)] = &[
         "gatewatch_events_rejected_total",
         MetricType::Counter,
         "Log lines rejected, by source and reason.",
+    ),
+    (
+        "gatewatch_events_dropped_total",
+        MetricType::Counter,
+        "Messages dropped before parsing (UDP syslog under overload), by source.",
     ),
     (
         "gatewatch_lines_truncated_total",
@@ -235,6 +240,14 @@ impl MetricSource for PipelineMetrics {
                 (now - newest).max(0.0),
             );
         }
+        for (shard, tracked) in self.stats.tracked_clients.iter().enumerate() {
+            let shard = shard.to_string();
+            out.sample(
+                "gatewatch_detector_tracked_clients",
+                &[("shard", &shard)],
+                tracked.load(Relaxed) as f64,
+            );
+        }
         for kind in IncidentKind::ALL {
             let i = PipelineStats::kind_index(kind);
             let l = [("kind", kind.as_str())];
@@ -286,60 +299,30 @@ impl MetricSource for NotificationCounters {
     }
 }
 
-/// Kafka consumer lag per partition, set by the Kafka source.
-#[derive(Debug, Default)]
-pub struct KafkaLag(Mutex<BTreeMap<(String, i32), i64>>);
-
-impl KafkaLag {
-    /// Sets the lag of one partition (high watermark minus committed offset).
-    pub fn set(&self, topic: &str, partition: i32, lag: i64) {
-        if let Ok(mut m) = self.0.lock() {
-            m.insert((topic.to_owned(), partition), lag);
-        }
-    }
+/// The sources' own counters (`gatewatch_ingest::sources::SourceMetrics`):
+/// Kafka consumer lag per partition and messages dropped (UDP syslog under
+/// overload), by source name.
+pub struct SourceMetricsView {
+    /// (source name, its counters), as configured.
+    pub sources: Vec<(String, Arc<SourceMetrics>)>,
 }
 
-impl MetricSource for KafkaLag {
+impl MetricSource for SourceMetricsView {
     fn collect(&self, out: &mut MetricsWriter) {
-        let m = self.0.lock().map(|m| m.clone()).unwrap_or_default();
-        for ((topic, partition), lag) in m {
-            let p = partition.to_string();
+        for (name, m) in &self.sources {
             out.sample(
-                "gatewatch_kafka_consumer_lag",
-                &[("topic", &topic), ("partition", &p)],
-                lag as f64,
+                "gatewatch_events_dropped_total",
+                &[("source", name)],
+                m.dropped.load(Relaxed) as f64,
             );
-        }
-    }
-}
-
-/// Tracked clients per detector shard, set by the detection stage.
-#[derive(Debug)]
-pub struct ShardGauges(Vec<AtomicU64>);
-
-impl ShardGauges {
-    /// Gauges for `shards` shards, all zero.
-    pub fn new(shards: usize) -> ShardGauges {
-        ShardGauges((0..shards).map(|_| AtomicU64::new(0)).collect())
-    }
-
-    /// Sets shard `shard`'s tracked-client count (ignored out of range).
-    pub fn set(&self, shard: usize, clients: u64) {
-        if let Some(g) = self.0.get(shard) {
-            g.store(clients, Relaxed);
-        }
-    }
-}
-
-impl MetricSource for ShardGauges {
-    fn collect(&self, out: &mut MetricsWriter) {
-        for (i, g) in self.0.iter().enumerate() {
-            let shard = i.to_string();
-            out.sample(
-                "gatewatch_detector_tracked_clients",
-                &[("shard", &shard)],
-                g.load(Relaxed) as f64,
-            );
+            for lag in m.kafka_lag() {
+                let p = lag.partition.to_string();
+                out.sample(
+                    "gatewatch_kafka_consumer_lag",
+                    &[("topic", &lag.topic), ("partition", &p)],
+                    lag.lag as f64,
+                );
+            }
         }
     }
 }

@@ -54,6 +54,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         failures: StoreFailures::Fail,
         routing: None,
         watermark: None,
+        activity: args.store,
     };
     let running = pipeline::start(&cfg, &formats, store, outputs)?;
 

@@ -7,6 +7,7 @@
 //! the pipeline drain (incidents stored, then batches acknowledged: Kafka
 //! offsets committed, file positions checkpointed), stop the workers, exit.
 
+use crate::api;
 use crate::config::{Config, SourceConfig, SourceKind};
 use crate::pipeline::{self, Outputs, SourceFormat, StoreFailures};
 use crate::sinks::console::ConsoleSink;
@@ -124,7 +125,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("Invalid [notifications]")?;
     let shutdown = CancellationToken::new();
     let watermark = Watermark::new();
-    let worker = notifications.spawn_worker(shutdown.clone());
+    let notification_counters = Arc::new(api::metrics::NotificationCounters::default());
+    let counters = notification_counters.clone();
+    let worker = notifications.spawn_observed_worker(
+        Some(Arc::new(move |channel: &str, outcome: &str| {
+            counters.record(channel, outcome)
+        })),
+        shutdown.clone(),
+    );
     let resolver = notifications.spawn_auto_resolver(watermark.clone(), shutdown.clone());
 
     let console = cfg.console.enabled.unwrap_or(args.config.is_none());
@@ -144,19 +152,58 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         failures: StoreFailures::Retry,
         routing: notifications.routing(),
         watermark: Some(watermark),
+        activity: true,
     };
     let running = pipeline::start(&cfg, &formats, store.clone(), outputs)?;
 
+    let health: Vec<(String, Arc<SourceHealth>)> = planned
+        .iter()
+        .map(|p| (p.config.describe(), Arc::new(SourceHealth::default())))
+        .collect();
+    let api = if cfg.api.enabled {
+        let state = api::AppState::new(store.clone())
+            .with_lifecycle(notifications.lifecycle())
+            .with_metrics(Arc::new(api::metrics::PipelineMetrics {
+                stats: running.stats.clone(),
+                source_names: planned.iter().map(|p| p.config.describe()).collect(),
+            }))
+            .with_metrics(Arc::new(api::metrics::SourceMetricsView {
+                sources: planned
+                    .iter()
+                    .map(|p| (p.config.describe(), p.metrics.clone()))
+                    .collect(),
+            }))
+            .with_metrics(notification_counters.clone());
+        let state = health.iter().fold(state, |state, (name, h)| {
+            let h = h.clone();
+            state.with_readiness(format!("source {name}"), move || {
+                let h = h.clone();
+                async move { h.check() }
+            })
+        });
+        let listener = tokio::net::TcpListener::bind(cfg.api.listen)
+            .await
+            .with_context(|| format!("Failed to listen for the API on {}", cfg.api.listen))?;
+        let tls = cfg.api.tls.as_ref().map(|t| api::TlsConfig {
+            cert_path: t.cert_path.clone(),
+            key_path: t.key_path.clone(),
+        });
+        Some(tokio::spawn(api::serve(
+            listener,
+            state,
+            tls,
+            shutdown.clone(),
+        )))
+    } else {
+        None
+    };
+
     let stop_sources = CancellationToken::new();
     let mut supervisors = tokio::task::JoinSet::new();
-    for p in planned {
+    for (p, (_, h)) in planned.into_iter().zip(&health) {
         tracing::info!(source = %p.config.describe(), format = p.config.format.as_str(), "Source starting.");
-        supervisors.spawn(supervise(
-            p,
-            shape(&cfg),
-            running.batches.clone(),
-            stop_sources.clone(),
-        ));
+        let (shape, out, stop) = (shape(&cfg), running.batches.clone(), stop_sources.clone());
+        supervisors.spawn(supervise(p, h.clone(), shape, out, stop));
     }
     tracing::info!(database = %crate::config::redact_url(&cfg.database_url), "gatewatch is running.");
 
@@ -171,6 +218,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     while supervisors.join_next().await.is_some() {}
     let stats = running.finish().await?;
     shutdown.cancel();
+    if let Some(api) = api {
+        match api.await {
+            Ok(Err(error)) => {
+                tracing::error!(error = format!("{error:#}"), "The API server failed.")
+            }
+            Err(error) => tracing::error!(error = %error, "The API server panicked."),
+            Ok(Ok(())) => {}
+        }
+    }
     let _ = worker.await;
     if let Some(r) = resolver {
         let _ = r.await;
@@ -185,6 +241,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 /// when it fails, until it ends or `stop` is cancelled.
 async fn supervise(
     p: PlannedSource,
+    health: Arc<SourceHealth>,
     shape: BatchShape,
     out: mpsc::Sender<RecordBatch>,
     stop: CancellationToken,
@@ -200,9 +257,11 @@ async fn supervise(
             }
         };
         let started = std::time::Instant::now();
+        health.set(None);
         match source.run(out.clone(), stop.clone()).await {
             Ok(()) => return,
             Err(error) => {
+                health.set(Some(format!("{error}")));
                 if started.elapsed() > Duration::from_secs(60) {
                     backoff = Duration::from_millis(500);
                 }
@@ -219,6 +278,27 @@ async fn supervise(
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(Duration::from_secs(60));
+    }
+}
+
+/// Whether a source is running, for `/readyz`: the supervisor clears it
+/// when the source starts and sets the error when it fails.
+#[derive(Debug, Default)]
+pub struct SourceHealth(std::sync::Mutex<Option<String>>);
+
+impl SourceHealth {
+    fn set(&self, error: Option<String>) {
+        if let Ok(mut e) = self.0.lock() {
+            *e = error;
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        match self.0.lock().map(|e| e.clone()) {
+            Ok(None) => Ok(()),
+            Ok(Some(error)) => Err(error),
+            Err(_) => Err("health state poisoned".into()),
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! the incident stage, which acknowledges a batch only after the findings
 //! sent before its marker are stored.
 
+use super::activity::ActivityTracker;
 use super::stats::PipelineStats;
 use super::StageMsg;
 use gatewatch_alerting::Watermark;
@@ -60,6 +61,10 @@ pub struct DetectStage {
     pub samples_per_reason: u32,
     /// Told the newest event time after every batch, for auto-resolve.
     pub watermark: Option<Watermark>,
+    /// Batches processed (paces the tracked-client gauges).
+    pub batches: u64,
+    /// Per-minute counts of clients with findings, when recorded.
+    pub activity: Option<ActivityTracker>,
 }
 
 impl DetectStage {
@@ -104,14 +109,26 @@ impl DetectStage {
         for i in 0..batch.len() {
             let line = batch.line(i);
             match format.parse(line) {
-                Ok(ev) => tally.accept(ev, batch.source, &mut self.engine, findings),
+                Ok(ev) => tally.accept(
+                    ev,
+                    batch.source,
+                    &mut self.engine,
+                    self.activity.as_mut(),
+                    findings,
+                ),
                 // A batched JSON array (Kong http-log, APISIX http-logger):
                 // every element is a request.
                 Err(ParseError::Batch { .. }) => {
                     format.parse_many(line, &mut many);
                     for r in many.drain(..) {
                         match r {
-                            Ok(ev) => tally.accept(ev, batch.source, &mut self.engine, findings),
+                            Ok(ev) => tally.accept(
+                                ev,
+                                batch.source,
+                                &mut self.engine,
+                                self.activity.as_mut(),
+                                findings,
+                            ),
                             Err(err) => tally.reject(&err),
                         }
                     }
@@ -150,6 +167,21 @@ impl DetectStage {
         for f in &findings[before..] {
             self.stats.findings[PipelineStats::kind_index(f.kind)].fetch_add(1, Relaxed);
         }
+        self.batches += 1;
+        if self.batches % 64 == 1 {
+            self.publish_tracked();
+        }
+    }
+
+    /// Copies each shard's tracked-client count into the shared gauges
+    /// (every few batches: it walks every detector).
+    fn publish_tracked(&self) {
+        for (shard, detectors) in self.engine.stats().iter().enumerate() {
+            let tracked = detectors.iter().map(|d| d.tracked).max().unwrap_or(0);
+            if let Some(g) = self.stats.tracked_clients.get(shard) {
+                g.store(tracked as u64, Relaxed);
+            }
+        }
     }
 }
 
@@ -168,11 +200,15 @@ impl Tally {
         mut ev: Event<'_>,
         source: u16,
         engine: &mut Engine,
+        activity: Option<&mut ActivityTracker>,
         findings: &mut Vec<Finding>,
     ) {
         ev.source = source;
         self.newest = self.newest.max(ev.ts.millis());
         engine.observe(&ev, findings);
+        if let Some(a) = activity {
+            a.observe(&ev);
+        }
         self.parsed += 1;
     }
 

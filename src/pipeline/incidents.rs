@@ -4,8 +4,9 @@
 use super::stats::PipelineStats;
 use super::StageMsg;
 use crate::sinks::IncidentSink;
+use gatewatch_alerting::store::activity::{prune_activity, record_activity};
 use gatewatch_alerting::{ChangeKind, IncidentChange, IncidentManager};
-use gatewatch_detector::Finding;
+use gatewatch_detector::{EventTime, Finding};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +23,12 @@ pub struct IncidentStage {
     /// Keep retrying a failing store (live runs: never drop a finding) or
     /// give up at the first error (replay: report it and stop).
     pub retry_store: bool,
+    /// Activity writes so far (paces pruning).
+    pub activity_writes: u64,
 }
+
+/// Client activity is kept for this long (event time) behind the newest.
+const ACTIVITY_RETENTION_MS: i64 = 14 * 24 * 3600 * 1000;
 
 impl IncidentStage {
     /// Runs until the detection stage closes its channel.
@@ -34,6 +40,7 @@ impl IncidentStage {
                         self.apply(&f).await?;
                     }
                 }
+                StageMsg::Activity(counts) => self.record_activity(&counts).await,
                 StageMsg::BatchDone(Some(ack)) => ack.ack(),
                 StageMsg::BatchDone(None) => {}
             }
@@ -42,6 +49,24 @@ impl IncidentStage {
             sink.flush()?;
         }
         Ok(())
+    }
+
+    /// Writes per-minute client activity. Best effort: it feeds a chart and
+    /// is derived from the logs, so a failure is logged, not retried.
+    async fn record_activity(&mut self, counts: &[(String, EventTime, u64)]) {
+        let db = self.manager.store().db();
+        if let Err(error) = record_activity(&db, counts).await {
+            tracing::warn!(error = %error, rows = counts.len(), "Recording client activity failed.");
+        }
+        self.activity_writes += 1;
+        if self.activity_writes.is_multiple_of(1000) {
+            if let Some(newest) = counts.iter().map(|c| c.1).max() {
+                let before = newest.plus_millis(-ACTIVITY_RETENTION_MS);
+                if let Err(error) = prune_activity(&db, before).await {
+                    tracing::warn!(error = %error, "Pruning client activity failed.");
+                }
+            }
+        }
     }
 
     async fn apply(&mut self, finding: &Finding) -> anyhow::Result<()> {

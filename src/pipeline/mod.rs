@@ -9,6 +9,7 @@
 //! the sources (backpressure) instead of growing memory. `replay` and `run`
 //! use this same wiring; only the sources differ.
 
+pub mod activity;
 pub mod detect;
 pub mod incidents;
 pub mod stats;
@@ -49,6 +50,8 @@ impl SourceFormat {
 pub enum StageMsg {
     /// Findings from the lines of the batches before the next `BatchDone`.
     Findings(Vec<Finding>),
+    /// Per-minute event counts of watched clients: (client, minute, count).
+    Activity(Vec<(String, gatewatch_detector::EventTime, u64)>),
     /// Every finding of a batch has been sent: once they are stored, the
     /// batch can be acknowledged.
     BatchDone(Option<Box<dyn Acknowledge>>),
@@ -96,6 +99,9 @@ pub struct Outputs {
     pub routing: Option<Arc<Routing>>,
     /// Event time as far as the pipeline has read, for auto-resolve.
     pub watermark: Option<Watermark>,
+    /// Record per-minute activity of clients with findings (for the web
+    /// page's chart).
+    pub activity: bool,
 }
 
 /// Starts the detection thread and the incident task for sources with the
@@ -112,7 +118,7 @@ pub fn start(
         .collect::<Result<Vec<_>, _>>()
         .context("Invalid parser configuration")?;
     let engine = Engine::new(&cfg.detection, 1).context("Invalid detection configuration")?;
-    let stats = Arc::new(PipelineStats::new(source_formats.len()));
+    let stats = Arc::new(PipelineStats::new(source_formats.len(), 1));
     let manager = IncidentManager::new(
         store,
         ManagerConfig {
@@ -131,6 +137,10 @@ pub fn start(
         stats: stats.clone(),
         samples_per_reason: cfg.pipeline.rejected_samples_per_reason,
         watermark: outputs.watermark,
+        batches: 0,
+        activity: outputs
+            .activity
+            .then(|| activity::ActivityTracker::new(10_000, cfg.detection.ipv6_prefix)),
     };
     let detect = std::thread::Builder::new()
         .name("gatewatch-detect".into())
@@ -141,6 +151,7 @@ pub fn start(
         sinks: outputs.sinks,
         stats: stats.clone(),
         retry_store: outputs.failures == StoreFailures::Retry,
+        activity_writes: 0,
     };
     let incidents = tokio::spawn(incident_stage.run(msg_rx));
     Ok(Running {

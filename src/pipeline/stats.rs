@@ -34,17 +34,20 @@ pub struct PipelineStats {
     pub incidents_updated: [AtomicU64; 3],
     /// Newest event time seen (ms), for lag.
     pub newest_event_ms: AtomicU64,
+    /// Clients tracked by each detector shard (the largest detector table).
+    pub tracked_clients: Vec<AtomicU64>,
 }
 
 impl PipelineStats {
-    /// Counters for `sources` sources.
-    pub fn new(sources: usize) -> PipelineStats {
+    /// Counters for `sources` sources and `shards` detector shards.
+    pub fn new(sources: usize, shards: usize) -> PipelineStats {
         PipelineStats {
             sources: (0..sources).map(|_| SourceStats::default()).collect(),
             findings: Default::default(),
             incidents_created: Default::default(),
             incidents_updated: Default::default(),
             newest_event_ms: AtomicU64::new(0),
+            tracked_clients: (0..shards).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 

@@ -2,33 +2,21 @@
 //! for every role, incidents seeded through the real `IncidentManager`, and
 //! the server on 127.0.0.1:0.
 //!
-//! The binary has no library target, so this file compiles the binary's
-//! `src/api` tree (and the pipeline counters it reads) into the test crate:
-//! the router under test is the one `gatewatch run` serves.
+//! The router under test is the one `gatewatch run` serves (from the
+//! package's library target).
 #![allow(dead_code)]
 
-#[path = "../../src/api/mod.rs"]
-#[allow(dead_code, unused_imports)]
-pub mod api;
-
-#[path = "../../src/pipeline/stats.rs"]
-#[allow(dead_code)]
-pub mod pipeline_stats;
-
-/// The pipeline's counters, which `/metrics` reads, where `src/api` expects
-/// them.
-pub mod pipeline {
-    pub use super::pipeline_stats as stats;
-}
+pub use gatewatch::{api, pipeline};
 
 use api::auth::{generate_token, hash_token};
-use api::metrics::{KafkaLag, NotificationCounters, PipelineMetrics, ShardGauges};
+use api::metrics::{NotificationCounters, PipelineMetrics, SourceMetricsView};
 use api::AppState;
 use gatewatch_alerting::store::activity::record_activity;
 use gatewatch_alerting::store::tokens::{create_token, TokenRole};
 use gatewatch_alerting::testing::{finding, TestDb};
 use gatewatch_alerting::{IncidentManager, IncidentStore, ManagerConfig};
 use gatewatch_detector::{EventTime, Finding, IncidentKind, Severity};
+use gatewatch_ingest::sources::SourceMetrics;
 use pipeline::stats::PipelineStats;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -214,7 +202,7 @@ pub async fn spawn_app() -> TestApp {
     let analyst = token(&store, "analyst", TokenRole::Analyst).await;
     let admin = token(&store, "admin", TokenRole::Admin).await;
 
-    let stats = Arc::new(PipelineStats::new(2));
+    let stats = Arc::new(PipelineStats::new(2, 2));
     stats.sources[0].lines.store(1000, Relaxed);
     stats.sources[0].parsed.store(990, Relaxed);
     stats.sources[0]
@@ -227,10 +215,12 @@ pub async fn spawn_app() -> TestApp {
     let notifications = Arc::new(NotificationCounters::default());
     notifications.record("slack", "sent");
     notifications.record("email", "dead");
-    let lag = Arc::new(KafkaLag::default());
-    lag.set("gateway-logs", 0, 42);
-    let shards = Arc::new(ShardGauges::new(2));
-    shards.set(0, 17);
+    let kafka = SourceMetrics::new();
+    kafka.set_lag("gateway-logs".into(), 0, 42);
+    let sources = Arc::new(SourceMetricsView {
+        sources: vec![("kafka:gateway-logs".into(), kafka)],
+    });
+    stats.tracked_clients[0].store(17, Relaxed);
 
     let state = AppState::new(store.clone())
         .with_metrics(Arc::new(PipelineMetrics {
@@ -238,8 +228,7 @@ pub async fn spawn_app() -> TestApp {
             source_names: vec!["file:access.log".into(), "syslog:udp".into()],
         }))
         .with_metrics(notifications)
-        .with_metrics(lag)
-        .with_metrics(shards)
+        .with_metrics(sources)
         .with_readiness("syslog:udp", || async { Ok(()) });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -266,7 +266,19 @@ impl Notifications {
     /// returns when `shutdown` is cancelled. Unfinished rows are picked up
     /// by the next start (after their lease).
     pub fn spawn_worker(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
-        let worker = self.worker(format!("worker-{}", Uuid::new_v4().simple()));
+        self.spawn_observed_worker(None, shutdown)
+    }
+
+    /// [`Notifications::spawn_worker`], reporting each delivery outcome to
+    /// `observer` (for metrics).
+    pub fn spawn_observed_worker(
+        &self,
+        observer: Option<worker::OutcomeObserver>,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let worker = self
+            .worker(format!("worker-{}", Uuid::new_v4().simple()))
+            .with_observer(observer);
         tokio::spawn(worker.run(shutdown))
     }
 

@@ -70,7 +70,13 @@ pub struct Worker {
     batch: u32,
     lease: Duration,
     paused: HashMap<String, DateTime<Utc>>,
+    observer: Option<OutcomeObserver>,
 }
+
+/// Told `(channel, outcome)` for every recorded delivery outcome
+/// (`delivered`, `retried`, `released`, `dead`), so the binary can count
+/// them in its metrics without this crate knowing any metrics library.
+pub type OutcomeObserver = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -98,7 +104,14 @@ impl Worker {
             batch: config.worker.batch_size,
             lease: Duration::from_secs(config.worker.lease_secs),
             paused: HashMap::new(),
+            observer: None,
         }
+    }
+
+    /// Reports every recorded outcome to `observer`.
+    pub fn with_observer(mut self, observer: Option<OutcomeObserver>) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// Overrides the lease (tests use sub-second leases).
@@ -315,6 +328,15 @@ impl Worker {
                 "Delivery outcome not recorded: the claim expired and another worker owns the row."
             );
             return Ok(());
+        }
+        if let Some(observe) = &self.observer {
+            let name = match &outcome {
+                Outcome::Delivered => "delivered",
+                Outcome::Retry { .. } => "retried",
+                Outcome::Release { .. } => "released",
+                Outcome::Dead { .. } => "dead",
+            };
+            observe(&d.channel, name);
         }
         match &outcome {
             Outcome::Delivered => {
