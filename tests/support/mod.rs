@@ -2,6 +2,8 @@
 //! generating labelled logs, scoring incidents against labels.
 #![allow(dead_code)]
 
+pub mod live;
+
 use gatewatch_loggen::{generate, render, Label, LogFormat, Scenario};
 use serde_json::Value;
 use std::collections::BTreeMap;
