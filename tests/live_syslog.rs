@@ -341,6 +341,44 @@ fn nginx_access_log_over_syslog_in_front_of_an_upstream() {
     gw.wait_for_incident("probing through nginx", WAIT, |v| {
         is(v, "privilege_probing", "127.0.0.1")
     });
+
+    // The same process serves what it found.
+    let api = format!("http://127.0.0.1:{api}");
+    assert_eq!(curl(&[&format!("{api}/healthz")]), "200");
+    assert_eq!(curl(&[&format!("{api}/readyz")]), "200");
+    assert_eq!(
+        curl(&[&format!("{api}/api/v1/incidents")]),
+        "401",
+        "the API needs a token"
+    );
+    let token = viewer_token(&dir);
+    let auth = format!("Authorization: Bearer {token}");
+    let list = get(&[
+        "-H",
+        &auth,
+        &format!("{api}/api/v1/incidents?client=127.0.0.1"),
+    ]);
+    let list: serde_json::Value =
+        serde_json::from_str(&list).unwrap_or_else(|e| panic!("{e}: {list}"));
+    let kinds: Vec<&str> = list["incidents"]
+        .as_array()
+        .expect("incidents")
+        .iter()
+        .filter_map(|i| i["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"credential_stuffing") && kinds.contains(&"privilege_probing"),
+        "{list}"
+    );
+    let metrics = get(&[&format!("{api}/metrics")]);
+    let received = metrics
+        .lines()
+        .find(|l| l.starts_with("gatewatch_events_received_total{"))
+        .unwrap_or_else(|| panic!("no received counter in {metrics}"));
+    assert!(
+        received.ends_with(" 43"),
+        "25 + 10 + 8 requests were logged: {received}"
+    );
     let (clean, log) = gw.terminate();
     assert!(clean, "{log}");
 }
