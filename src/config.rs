@@ -283,6 +283,13 @@ pub struct PipelineConfig {
     /// Rejected lines logged per reason, so a bad feed is visible without
     /// flooding the log (all are counted).
     pub rejected_samples_per_reason: u32,
+    /// Kafka partitions are merged in event-time order; a partition that
+    /// delivers nothing for this many milliseconds stops holding the others
+    /// back (bounds the delay a quiet partition adds).
+    pub partition_idle_ms: u64,
+    /// At most this many events wait in that merge; beyond it they are
+    /// released in arrival order (bounds memory).
+    pub merge_max_events: usize,
 }
 
 impl Default for PipelineConfig {
@@ -292,6 +299,8 @@ impl Default for PipelineConfig {
             batch_lines: 4096,
             queue_batches: 16,
             rejected_samples_per_reason: 5,
+            partition_idle_ms: 250,
+            merge_max_events: 200_000,
         }
     }
 }

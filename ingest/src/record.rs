@@ -38,6 +38,11 @@ pub enum Origin {
         partition: i32,
         /// Offset of the batch's first message.
         first_offset: i64,
+        /// Whether the broker already held messages past this batch when it
+        /// was cut (a backlog): a consumer merging partitions by event time
+        /// must wait for this partition's next batch rather than treat it
+        /// as quiet.
+        backlog: bool,
     },
     /// Syslog messages from one peer.
     Syslog {
@@ -72,6 +77,7 @@ impl fmt::Display for Located<'_> {
                 topic,
                 partition,
                 first_offset,
+                ..
             } => write!(
                 f,
                 "{topic}[{partition}]@{}",

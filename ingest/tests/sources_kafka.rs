@@ -162,6 +162,11 @@ impl Consumer {
             let Ok(Some(mut b)) = tokio::time::timeout_at(deadline, self.rx.recv()).await else {
                 break;
             };
+            if b.is_empty() {
+                // Announces an assignment or revocation; carries nothing.
+                assert!(b.ack.is_none(), "announcements need no acknowledgement");
+                continue;
+            }
             let Origin::Kafka {
                 topic, partition, ..
             } = &b.origin

@@ -3,17 +3,21 @@
 //! Runs on its own thread because it is pure CPU; it receives batches of raw
 //! lines and sends findings plus a per-batch completion marker, in order, to
 //! the incident stage, which acknowledges a batch only after the findings
-//! sent before its marker are stored.
+//! sent before its marker are stored. Kafka batches (one partition each)
+//! first go through the [`PartitionMerger`], which hands their events to the
+//! detectors in event-time order across partitions.
 
 use super::activity::ActivityTracker;
+use super::order::{PartitionMerger, Released};
 use super::stats::PipelineStats;
 use super::StageMsg;
 use gatewatch_alerting::Watermark;
 use gatewatch_detector::{Engine, Event, EventTime, Finding};
-use gatewatch_ingest::{Format, FormatKind, Origin, ParseError, RecordBatch};
+use gatewatch_ingest::{Acknowledge, Format, FormatKind, Origin, ParseError, RecordBatch};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::mpsc;
 
 /// The parsers of one source: its format, and per-topic formats for Kafka.
@@ -49,93 +53,142 @@ impl Parsers {
     }
 }
 
-/// Everything the detection thread owns.
+/// The detection thread: parsing, ordering, detecting.
 pub struct DetectStage {
-    /// The parsers of each source, indexed by `SourceId`.
-    pub formats: Vec<Parsers>,
-    /// The detectors.
-    pub engine: Engine,
-    /// Shared counters.
-    pub stats: Arc<PipelineStats>,
-    /// Rejected lines logged per (source, reason) before going quiet.
-    pub samples_per_reason: u32,
-    /// Told the newest event time after every batch, for auto-resolve.
-    pub watermark: Option<Watermark>,
-    /// Batches processed (paces the tracked-client gauges).
-    pub batches: u64,
-    /// Per-minute counts of clients with findings, when recorded.
-    pub activity: Option<ActivityTracker>,
+    /// Lines to events.
+    pub parsing: Parsing,
+    /// Kafka partitions back into event-time order.
+    pub merger: PartitionMerger,
+    /// Events to findings.
+    pub detecting: Detecting,
+}
+
+/// What the receive loop got.
+enum Received {
+    Batch(RecordBatch),
+    Timeout,
+    Closed,
 }
 
 impl DetectStage {
     /// Consumes batches until the input channel closes, then flushes.
-    pub fn run(mut self, mut input: mpsc::Receiver<RecordBatch>, output: mpsc::Sender<StageMsg>) {
-        let mut findings = Vec::new();
-        let mut sampled: BTreeMap<(u16, &'static str), u32> = BTreeMap::new();
-        while let Some(mut batch) = input.blocking_recv() {
-            self.process(&batch, &mut findings, &mut sampled);
-            if !findings.is_empty()
-                && output
-                    .blocking_send(StageMsg::Findings(std::mem::take(&mut findings)))
-                    .is_err()
-            {
-                return;
+    /// `runtime` lets this plain thread wait for a batch with a timeout
+    /// (while the merger waits for a quiet partition).
+    pub fn run(
+        mut self,
+        mut input: mpsc::Receiver<RecordBatch>,
+        output: mpsc::Sender<StageMsg>,
+        runtime: tokio::runtime::Handle,
+    ) {
+        loop {
+            let wait = self
+                .merger
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            let received = match wait {
+                None => input
+                    .blocking_recv()
+                    .map_or(Received::Closed, Received::Batch),
+                Some(wait) => runtime.block_on(async {
+                    match tokio::time::timeout(wait, input.recv()).await {
+                        Ok(Some(batch)) => Received::Batch(batch),
+                        Ok(None) => Received::Closed,
+                        Err(_) => Received::Timeout,
+                    }
+                }),
+            };
+            let closed = matches!(received, Received::Closed);
+            if let Received::Batch(mut batch) = received {
+                let ack = batch.ack.take();
+                match batch.origin {
+                    Origin::Kafka {
+                        ref topic,
+                        partition,
+                        backlog,
+                        ..
+                    } => {
+                        let mut events = Vec::with_capacity(batch.len());
+                        self.parsing
+                            .parse(&batch, |ev| events.push(ev.into_owned()));
+                        let lane = (batch.source, topic.clone(), partition);
+                        self.merger.push(lane, events, ack, backlog, Instant::now());
+                    }
+                    _ => {
+                        let detecting = &mut self.detecting;
+                        self.parsing.parse(&batch, |ev| detecting.observe(ev));
+                        if !self.detecting.end_batch(ack, &output) {
+                            return;
+                        }
+                    }
+                }
             }
-            if output
-                .blocking_send(StageMsg::BatchDone(batch.ack.take()))
-                .is_err()
-            {
+            while let Some(released) = self.merger.pop(Instant::now(), closed) {
+                match released {
+                    Released::Event(ev) => self.detecting.observe(ev),
+                    Released::Done(ack) => {
+                        if !self.detecting.end_batch(ack, &output) {
+                            return;
+                        }
+                    }
+                }
+            }
+            if closed {
                 return;
             }
         }
     }
+}
 
-    /// Parses and detects on every line of one batch.
-    fn process(
-        &mut self,
-        batch: &RecordBatch,
-        findings: &mut Vec<Finding>,
-        sampled: &mut BTreeMap<(u16, &'static str), u32>,
-    ) {
+/// Turning lines into events; counting and sampling the lines that fail.
+pub struct Parsing {
+    /// The parsers of each source, indexed by `SourceId`.
+    pub formats: Vec<Parsers>,
+    /// Shared counters.
+    pub stats: Arc<PipelineStats>,
+    /// Rejected lines logged per (source, reason) before going quiet.
+    pub samples_per_reason: u32,
+    /// Rejected lines logged so far per (source, reason).
+    pub sampled: BTreeMap<(u16, &'static str), u32>,
+}
+
+impl Parsing {
+    /// Parses every line of `batch`, handing each event to `each`.
+    fn parse<'b>(&mut self, batch: &'b RecordBatch, mut each: impl FnMut(Event<'b>)) {
         let source = usize::from(batch.source);
         let Some(parsers) = self.formats.get(source) else {
             tracing::error!(source, "Batch from an unknown source dropped.");
             return;
         };
         let format = parsers.for_origin(&batch.origin);
-        let mut tally = Tally::default();
+        let mut parsed = 0u64;
+        let mut rejected: BTreeMap<&'static str, u64> = BTreeMap::new();
         let mut many = Vec::new();
-        let before = findings.len();
+        let mut accept = |mut ev: Event<'b>| {
+            ev.source = batch.source;
+            parsed += 1;
+            each(ev);
+        };
         for i in 0..batch.len() {
             let line = batch.line(i);
             match format.parse(line) {
-                Ok(ev) => tally.accept(
-                    ev,
-                    batch.source,
-                    &mut self.engine,
-                    self.activity.as_mut(),
-                    findings,
-                ),
+                Ok(ev) => accept(ev),
                 // A batched JSON array (Kong http-log, APISIX http-logger):
                 // every element is a request.
                 Err(ParseError::Batch { .. }) => {
                     format.parse_many(line, &mut many);
                     for r in many.drain(..) {
                         match r {
-                            Ok(ev) => tally.accept(
-                                ev,
-                                batch.source,
-                                &mut self.engine,
-                                self.activity.as_mut(),
-                                findings,
-                            ),
-                            Err(err) => tally.reject(&err),
+                            Ok(ev) => accept(ev),
+                            Err(err) => *rejected.entry(err.reason()).or_insert(0) += 1,
                         }
                     }
                 }
                 Err(err) => {
-                    tally.reject(&err);
-                    let seen = sampled.entry((batch.source, err.reason())).or_insert(0);
+                    *rejected.entry(err.reason()).or_insert(0) += 1;
+                    let seen = self
+                        .sampled
+                        .entry((batch.source, err.reason()))
+                        .or_insert(0);
                     if *seen < self.samples_per_reason {
                         *seen += 1;
                         log_rejected(batch, i, &err);
@@ -143,34 +196,88 @@ impl DetectStage {
                 }
             }
         }
-        self.engine.advance(findings);
-
         let s = &self.stats.sources[source];
         s.lines.fetch_add(batch.len() as u64, Relaxed);
-        s.parsed.fetch_add(tally.parsed, Relaxed);
+        s.parsed.fetch_add(parsed, Relaxed);
         s.truncated.fetch_add(u64::from(batch.truncated), Relaxed);
-        if !tally.rejected.is_empty() {
+        if !rejected.is_empty() {
             if let Ok(mut m) = s.rejected.lock() {
-                for (reason, n) in tally.rejected {
+                for (reason, n) in rejected {
                     *m.entry(reason).or_insert(0) += n;
                 }
             }
         }
-        if tally.newest > 0 {
+    }
+}
+
+/// Running the detectors on events in order, and handing their findings on.
+pub struct Detecting {
+    /// The detectors.
+    pub engine: Engine,
+    /// Shared counters.
+    pub stats: Arc<PipelineStats>,
+    /// Told the newest event time after every batch, for auto-resolve.
+    pub watermark: Option<Watermark>,
+    /// Per-minute counts of clients with findings, when recorded.
+    pub activity: Option<ActivityTracker>,
+    /// Findings since the last batch ended.
+    pub findings: Vec<Finding>,
+    /// Newest event time seen (ms).
+    pub newest: i64,
+    /// Batches ended (paces the tracked-client gauges).
+    pub batches: u64,
+}
+
+impl Detecting {
+    /// Runs the detectors on one event.
+    fn observe(&mut self, ev: Event<'_>) {
+        self.newest = self.newest.max(ev.ts.millis());
+        let before = self.findings.len();
+        self.engine.observe(&ev, &mut self.findings);
+        if let Some(a) = &mut self.activity {
+            a.observe(&ev);
+        }
+        for f in &self.findings[before..] {
+            self.stats.findings[PipelineStats::kind_index(f.kind)].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Closes a batch: advances the detectors, publishes counters, and sends
+    /// activity, findings and the batch's completion marker downstream.
+    /// `false` when the incident stage is gone.
+    fn end_batch(
+        &mut self,
+        ack: Option<Box<dyn Acknowledge>>,
+        output: &mpsc::Sender<StageMsg>,
+    ) -> bool {
+        self.engine.advance(&mut self.findings);
+        if self.newest > 0 {
             self.stats
                 .newest_event_ms
-                .fetch_max(tally.newest as u64, Relaxed);
+                .fetch_max(self.newest as u64, Relaxed);
             if let Some(w) = &self.watermark {
-                w.advance(EventTime::from_millis(tally.newest));
+                w.advance(EventTime::from_millis(self.newest));
             }
-        }
-        for f in &findings[before..] {
-            self.stats.findings[PipelineStats::kind_index(f.kind)].fetch_add(1, Relaxed);
         }
         self.batches += 1;
         if self.batches % 64 == 1 {
             self.publish_tracked();
         }
+        if let Some(activity) = &mut self.activity {
+            activity.watch(&self.findings);
+            let counts = activity.flush();
+            if !counts.is_empty() && output.blocking_send(StageMsg::Activity(counts)).is_err() {
+                return false;
+            }
+        }
+        if !self.findings.is_empty()
+            && output
+                .blocking_send(StageMsg::Findings(std::mem::take(&mut self.findings)))
+                .is_err()
+        {
+            return false;
+        }
+        output.blocking_send(StageMsg::BatchDone(ack)).is_ok()
     }
 
     /// Copies each shard's tracked-client count into the shared gauges
@@ -182,38 +289,6 @@ impl DetectStage {
                 g.store(tracked as u64, Relaxed);
             }
         }
-    }
-}
-
-/// Per-batch counts, added to the shared counters once per batch.
-#[derive(Default)]
-struct Tally {
-    parsed: u64,
-    newest: i64,
-    rejected: BTreeMap<&'static str, u64>,
-}
-
-impl Tally {
-    /// Runs the detectors on a parsed event.
-    fn accept(
-        &mut self,
-        mut ev: Event<'_>,
-        source: u16,
-        engine: &mut Engine,
-        activity: Option<&mut ActivityTracker>,
-        findings: &mut Vec<Finding>,
-    ) {
-        ev.source = source;
-        self.newest = self.newest.max(ev.ts.millis());
-        engine.observe(&ev, findings);
-        if let Some(a) = activity {
-            a.observe(&ev);
-        }
-        self.parsed += 1;
-    }
-
-    fn reject(&mut self, err: &ParseError) {
-        *self.rejected.entry(err.reason()).or_insert(0) += 1;
     }
 }
 

@@ -12,6 +12,7 @@
 pub mod activity;
 pub mod detect;
 pub mod incidents;
+pub mod order;
 pub mod stats;
 
 use crate::config::Config;
@@ -132,19 +133,32 @@ pub fn start(
     let (batch_tx, batch_rx) = mpsc::channel::<RecordBatch>(cfg.pipeline.queue_batches);
     let (msg_tx, msg_rx) = mpsc::channel::<StageMsg>(cfg.pipeline.queue_batches * 4);
     let stage = detect::DetectStage {
-        formats,
-        engine,
-        stats: stats.clone(),
-        samples_per_reason: cfg.pipeline.rejected_samples_per_reason,
-        watermark: outputs.watermark,
-        batches: 0,
-        activity: outputs
-            .activity
-            .then(|| activity::ActivityTracker::new(10_000, cfg.detection.ipv6_prefix)),
+        parsing: detect::Parsing {
+            formats,
+            stats: stats.clone(),
+            samples_per_reason: cfg.pipeline.rejected_samples_per_reason,
+            sampled: BTreeMap::new(),
+        },
+        merger: order::PartitionMerger::new(
+            std::time::Duration::from_millis(cfg.pipeline.partition_idle_ms),
+            cfg.pipeline.merge_max_events,
+        ),
+        detecting: detect::Detecting {
+            engine,
+            stats: stats.clone(),
+            watermark: outputs.watermark,
+            activity: outputs
+                .activity
+                .then(|| activity::ActivityTracker::new(10_000, cfg.detection.ipv6_prefix)),
+            findings: Vec::new(),
+            newest: 0,
+            batches: 0,
+        },
     };
+    let runtime = tokio::runtime::Handle::current();
     let detect = std::thread::Builder::new()
         .name("gatewatch-detect".into())
-        .spawn(move || stage.run(batch_rx, msg_tx))
+        .spawn(move || stage.run(batch_rx, msg_tx, runtime))
         .context("Failed to start the detection thread")?;
     let incident_stage = incidents::IncidentStage {
         manager,

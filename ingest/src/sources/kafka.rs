@@ -20,7 +20,10 @@
 //!   ignored (the new owner replays them).
 //! * Consumer lag per partition (high watermark − position) comes from
 //!   librdkafka's statistics, every `lag_interval_ms`, into
-//!   [`SourceMetrics::kafka_lag`].
+//!   [`SourceMetrics::kafka_lag`]; the same high watermarks mark each batch
+//!   whose partition holds more (`Origin::Kafka::backlog`), and an empty
+//!   batch announces each assigned and revoked partition, so the pipeline
+//!   can merge partitions by event time without guessing which exist.
 //!
 //! librdkafka's consumer API is blocking, so the consumer runs on a
 //! dedicated thread that polls, batches, and hands batches to the async
@@ -101,7 +104,8 @@ pub struct KafkaConfig {
     /// it is handed to the pipeline (milliseconds).
     #[serde(default = "default_linger_ms")]
     pub linger_ms: u64,
-    /// How often consumer lag per partition is refreshed (milliseconds).
+    /// How often consumer lag per partition is refreshed (milliseconds);
+    /// the same figures tell the pipeline which partitions hold a backlog.
     #[serde(default = "default_lag_interval_ms")]
     pub lag_interval_ms: u64,
     /// How long a rebalance or shutdown waits for batches of the revoked
@@ -121,7 +125,7 @@ fn default_linger_ms() -> u64 {
 }
 
 fn default_lag_interval_ms() -> u64 {
-    5000
+    1000
 }
 
 fn default_rebalance_ack_timeout_ms() -> u64 {
@@ -275,6 +279,8 @@ struct PartState {
     /// A batch was dropped without acknowledgement: later acknowledgements
     /// of this assignment must not commit past it.
     gap: bool,
+    /// The partition's high watermark in the last statistics (-1 before).
+    high_watermark: i64,
 }
 
 /// State shared by the consumer thread, the rebalance callbacks and the
@@ -287,6 +293,9 @@ struct Shared {
     /// Partitions revoked since the consumer thread last looked: their
     /// unsent batches are dropped.
     revoked: Mutex<Vec<Key>>,
+    /// Partitions assigned since the consumer thread last looked: it
+    /// announces them to the pipeline (see [`announce`]).
+    assigned: Mutex<Vec<Key>>,
     epochs: AtomicU64,
 }
 
@@ -391,8 +400,8 @@ struct Context {
 
 impl ClientContext for Context {
     fn stats(&self, stats: Statistics) {
-        let parts = self.shared.parts();
-        for (key, _) in parts.iter() {
+        let mut parts = self.shared.parts();
+        for (key, st) in parts.iter_mut() {
             let Some(p) = stats
                 .topics
                 .get(&*key.0)
@@ -406,6 +415,7 @@ impl ClientContext for Context {
                 .into_iter()
                 .find(|&o| o >= 0)
                 .unwrap_or(-1);
+            st.high_watermark = p.hi_offset;
             if p.hi_offset >= 0 && position >= 0 {
                 self.metrics
                     .set_lag(key.0.clone(), key.1, (p.hi_offset - position).max(0));
@@ -479,12 +489,18 @@ impl ConsumerContext for Context {
                 for e in tpl.elements() {
                     let key = (Arc::<str>::from(e.topic()), e.partition());
                     names.push(format!("{}[{}]", key.0, key.1));
+                    self.shared
+                        .assigned
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(key.clone());
                     parts.entry(key).or_insert_with(|| PartState {
                         epoch: self.shared.epochs.fetch_add(1, Relaxed) + 1,
                         acked: None,
                         committed: None,
                         in_flight: 0,
                         gap: false,
+                        high_watermark: -1,
                     });
                 }
                 self.metrics
@@ -521,6 +537,36 @@ impl ConsumerContext for Context {
 }
 
 /// A batch being filled for one partition.
+/// Records in the batch's origin whether its partition has more messages
+/// at the broker: the last statistics showed a high watermark past the
+/// batch, or none came yet (a fresh assignment starts with a backlog until
+/// shown otherwise).
+fn mark_backlog(shared: &Shared, key: &Key, p: &mut Pending) {
+    let more = shared
+        .parts()
+        .get(key)
+        .is_some_and(|st| st.high_watermark < 0 || st.high_watermark > p.next_offset);
+    if let Origin::Kafka { backlog, .. } = &mut p.batch.origin {
+        *backlog = more;
+    }
+}
+
+/// An empty batch that tells the pipeline a partition was assigned (it may
+/// hold a backlog, so ordering by event time waits for it) or revoked (it
+/// will not deliver any more, so waiting for it is pointless).
+fn announce(source: SourceId, key: Key, backlog: bool) -> RecordBatch {
+    RecordBatch::with_capacity(
+        source,
+        Origin::Kafka {
+            topic: key.0,
+            partition: key.1,
+            first_offset: -1,
+            backlog,
+        },
+        0,
+    )
+}
+
 struct Pending {
     batch: RecordBatch,
     /// The offset after the last message taken into the batch.
@@ -599,6 +645,7 @@ impl KafkaSource {
                                 topic: key.0.clone(),
                                 partition: key.1,
                                 first_offset: offset,
+                                backlog: false,
                             },
                             batch_bytes,
                         ),
@@ -617,7 +664,8 @@ impl KafkaSource {
                     }
                     p.next_offset = offset + 1;
                     if p.batch.len() >= self.shape.batch_lines || p.batch.bytes() >= batch_bytes {
-                        let p = pending.remove(&key).expect("just inserted");
+                        let mut p = pending.remove(&key).expect("just inserted");
+                        mark_backlog(&shared, &key, &mut p);
                         if !self.deliver(&shared, &handle, &out, &stop, key, p) {
                             break 'poll;
                         }
@@ -636,10 +684,21 @@ impl KafkaSource {
                 }
             }
             // Batches of partitions revoked during that poll are not sent.
-            for key in
-                std::mem::take(&mut *shared.revoked.lock().unwrap_or_else(|e| e.into_inner()))
-            {
-                pending.remove(&key);
+            let revoked =
+                std::mem::take(&mut *shared.revoked.lock().unwrap_or_else(|e| e.into_inner()));
+            let assigned =
+                std::mem::take(&mut *shared.assigned.lock().unwrap_or_else(|e| e.into_inner()));
+            for key in &revoked {
+                pending.remove(key);
+            }
+            let announcements = revoked
+                .into_iter()
+                .map(|key| (key, false))
+                .chain(assigned.into_iter().map(|key| (key, true)));
+            for (key, backlog) in announcements {
+                if !send_blocking(&handle, &out, &stop, announce(self.source, key, backlog)) {
+                    break 'poll;
+                }
             }
             let now = Instant::now();
             let due: Vec<Key> = pending
@@ -648,7 +707,8 @@ impl KafkaSource {
                 .map(|(k, _)| k.clone())
                 .collect();
             for key in due {
-                let p = pending.remove(&key).expect("listed above");
+                let mut p = pending.remove(&key).expect("listed above");
+                mark_backlog(&shared, &key, &mut p);
                 if !self.deliver(&shared, &handle, &out, &stop, key, p) {
                     break 'poll;
                 }
