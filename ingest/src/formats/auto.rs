@@ -25,6 +25,7 @@ use super::apisix::Apisix;
 use super::aws_apigw::AwsApigw;
 use super::caddy::Caddy;
 use super::envoy::{strip_cri, Envoy};
+use super::gatewatch_event::GatewatchEvent;
 use super::haproxy::Haproxy;
 use super::jsonutil::{from_slice, has_key, JStr, OptJStr};
 use super::kong::Kong;
@@ -52,6 +53,7 @@ pub struct Auto {
     haproxy: Haproxy,
     aws: AwsApigw,
     caddy: Caddy,
+    gatewatch_event: GatewatchEvent,
 }
 
 impl Auto {
@@ -67,6 +69,7 @@ impl Auto {
             haproxy: Haproxy::new(resolver.clone()),
             aws: AwsApigw::new(resolver.clone()),
             caddy: Caddy::new(resolver),
+            gatewatch_event: GatewatchEvent::new(),
         }
     }
 
@@ -80,6 +83,7 @@ impl Auto {
             FormatKind::Haproxy => &self.haproxy,
             FormatKind::AwsApigw => &self.aws,
             FormatKind::Caddy => &self.caddy,
+            FormatKind::GatewatchEvent => &self.gatewatch_event,
             _ => &self.nginx,
         }
     }
@@ -115,6 +119,10 @@ fn json_kind(line: &[u8]) -> Option<FormatKind> {
         FormatKind::AwsApigw
     } else if k(br#""remote_addr""#) {
         FormatKind::NginxJson
+    } else if k(br#""ts""#) && k(br#""ip""#) {
+        // Last: gatewatch's own events have only these keys of any other
+        // format's, and never a `request` object (Caddy).
+        FormatKind::GatewatchEvent
     } else {
         return None;
     })
@@ -298,6 +306,8 @@ mod tests {
             (br#"{"ClientAddr":"1.2.3.4:1","ua":"\"started_at\":1"}"#, Some(FormatKind::Traefik)),
             (br#"{"log":"1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] \"GET / HTTP/1.1\" 200 1\n","stream":"stdout"}"#, Some(FormatKind::NginxCombined)),
             (b"2021/12/01 13:53:33 [error] 31#31: *46 open() failed, client: 172.17.0.1", None),
+            (br#"{"ts":"2024-01-01T00:00:00.000Z","ip":"1.2.3.4","method":"GET","path":"/","status":200,"bytes":0}"#, Some(FormatKind::GatewatchEvent)),
+            (br#"{"ts":"2024-01-01T00:00:00Z","ip":"1.2.3.4","user_agent":"\"remote_addr\":1"}"#, Some(FormatKind::GatewatchEvent)),
             (b"hello world", None),
         ];
         for (line, kind) in cases {
@@ -329,6 +339,13 @@ mod tests {
             ParseError::NotAccessLog {
                 format: "nginx_error_log"
             }
+        );
+        let ev = a
+            .parse(br#"{"ts":"2024-01-01T00:00:00Z","ip":"2001:db8::1","method":"POST","path":"/login","status":401,"user":"bob"}"#)
+            .unwrap();
+        assert_eq!(
+            (ev.ip.to_string().as_str(), ev.method, ev.user.as_deref()),
+            ("2001:db8::1", Method::Post, Some("bob"))
         );
         assert_eq!(
             a.parse(b"{\"a\":1}").unwrap_err(),

@@ -19,6 +19,7 @@ pub mod auto;
 pub mod aws_apigw;
 pub mod caddy;
 pub mod envoy;
+pub mod gatewatch_event;
 pub mod haproxy;
 pub mod json;
 pub mod kong;
@@ -154,6 +155,9 @@ pub enum FormatKind {
     Caddy,
     /// Any JSON lines, with a field mapping from the config.
     Json,
+    /// gatewatch's own normalised events (`EventRecord` JSON lines), as an
+    /// ingest stage publishes them to the internal repartition topic.
+    GatewatchEvent,
 }
 
 impl FormatKind {
@@ -171,6 +175,7 @@ impl FormatKind {
             FormatKind::AwsApigw => "aws_apigw",
             FormatKind::Caddy => "caddy",
             FormatKind::Json => "json",
+            FormatKind::GatewatchEvent => "gatewatch_event",
         }
     }
 }
@@ -349,6 +354,7 @@ pub fn build(kind: FormatKind, opts: &FormatOptions) -> Result<Box<dyn Format>, 
             let mapping = opts.json.as_ref().ok_or(FormatError::MissingJsonMapping)?;
             Box::new(json::GenericJson::new(mapping, resolver)?)
         }
+        FormatKind::GatewatchEvent => Box::new(gatewatch_event::GatewatchEvent::new()),
     })
 }
 
@@ -407,6 +413,7 @@ mod tests {
             FormatKind::AwsApigw,
             FormatKind::Caddy,
             FormatKind::Json,
+            FormatKind::GatewatchEvent,
         ] {
             let f = build(kind, &opts).unwrap();
             assert_eq!(f.name(), kind.as_str());
