@@ -251,6 +251,28 @@ pub struct RepartitionConfig {
     pub properties: BTreeMap<String, String>,
 }
 
+/// Producer properties gatewatch sets itself: they carry the delivery
+/// guarantee of the internal topic (idempotent, `acks=all`).
+const REPARTITION_RESERVED: &[&str] = &["bootstrap.servers", "enable.idempotence", "acks"];
+
+impl RepartitionConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.brokers.trim().is_empty() || self.topic.trim().is_empty() {
+            bail!("repartition.brokers and repartition.topic must be set");
+        }
+        if let Some(k) = self
+            .properties
+            .keys()
+            .find(|k| REPARTITION_RESERVED.contains(&k.as_str()))
+        {
+            bail!(
+                "repartition.properties.{k:?} is set by gatewatch (the internal topic is written idempotently with acks=all); use repartition.brokers for the brokers"
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The `[incidents]` section.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -454,9 +476,7 @@ impl Config {
             }
         }
         if let Some(r) = &self.repartition {
-            if r.brokers.trim().is_empty() || r.topic.trim().is_empty() {
-                bail!("repartition.brokers and repartition.topic must be set");
-            }
+            r.validate()?;
         }
         Ok(())
     }
@@ -619,5 +639,30 @@ mod tests {
         assert!(format!("{err:#}").contains("adress"), "{err:#}");
         let err = Config::from_toml("[[sources]]\ntype = \"carrier-pigeon\"\n").unwrap_err();
         assert!(format!("{err:#}").contains("carrier-pigeon"), "{err:#}");
+    }
+
+    #[test]
+    fn repartition_section_and_reserved_properties_rejected() {
+        let cfg = load_with(
+            "[repartition]\nbrokers = \"k:9092\"\ntopic = \"gw-events\"\nproperties = { \"compression.type\" = \"lz4\" }\n",
+            &[],
+        )
+        .unwrap();
+        let r = cfg.repartition.unwrap();
+        assert_eq!(
+            (r.brokers.as_str(), r.topic.as_str()),
+            ("k:9092", "gw-events")
+        );
+        assert_eq!(r.properties["compression.type"], "lz4");
+
+        assert!(load_with("", &[]).unwrap().repartition.is_none());
+
+        assert!(load_with("[repartition]\nbrokers = \"k:9092\"\ntopic = \" \"\n", &[]).is_err());
+        for reserved in ["acks", "enable.idempotence", "bootstrap.servers"] {
+            let text = format!(
+                "[repartition]\nbrokers = \"k:9092\"\ntopic = \"t\"\nproperties = {{ \"{reserved}\" = \"1\" }}\n"
+            );
+            assert!(load_with(&text, &[]).is_err(), "{reserved}");
+        }
     }
 }

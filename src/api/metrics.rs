@@ -119,6 +119,21 @@ pub const FAMILIES: &[(&str, MetricType, &str)] = &[
         MetricType::Counter,
         "API and web requests, by method, route template and status.",
     ),
+    (
+        "gatewatch_repartition_published_total",
+        MetricType::Counter,
+        "Ingest stage: events delivered to the internal repartition topic.",
+    ),
+    (
+        "gatewatch_repartition_failures_total",
+        MetricType::Counter,
+        "Ingest stage: events not delivered to the internal repartition topic (each is retried).",
+    ),
+    (
+        "gatewatch_repartition_in_flight",
+        MetricType::Gauge,
+        "Ingest stage: events enqueued for the internal repartition topic and not yet delivered.",
+    ),
 ];
 
 /// Where a [`MetricSource`] writes its samples.

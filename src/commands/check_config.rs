@@ -43,6 +43,31 @@ pub fn plan(args: &RunArgs) -> anyhow::Result<String> {
                 "mode: ingest stage, publishing events keyed by client to {} on {}",
                 r.topic, r.brokers
             );
+            let _ = writeln!(
+                out,
+                "  parse: every source with its format above; rejected lines counted, not published"
+            );
+            let _ = writeln!(out, "  key: {}", super::run::key_description(&cfg));
+            let _ = writeln!(
+                out,
+                "  publish: one gatewatch_event JSON line per event, idempotent producer, acks=all{}",
+                if r.properties.is_empty() {
+                    String::new()
+                } else {
+                    // Values may be secrets (sasl.password): names only.
+                    let names: Vec<&str> = r.properties.keys().map(String::as_str).collect();
+                    format!(", properties {}", names.join(", "))
+                }
+            );
+            let _ = writeln!(
+                out,
+                "  acknowledge: a source batch once every event of it is delivered (at-least-once)"
+            );
+            let _ = writeln!(
+                out,
+                "  detection: none here; run detection instances in one consumer group on topic {} with format gatewatch_event and the same [detection] client_key/ipv6_prefix",
+                r.topic
+            );
         }
         None => {
             let d = &cfg.detection;

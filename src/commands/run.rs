@@ -6,9 +6,16 @@
 //! backoff) and the API. SIGINT/SIGTERM stop the sources from reading, let
 //! the pipeline drain (incidents stored, then batches acknowledged: Kafka
 //! offsets committed, file positions checkpointed), stop the workers, exit.
+//!
+//! With `[repartition]` the instance is an ingest stage instead: the same
+//! sources and parsing, but events are published keyed by client to the
+//! internal topic (see [`crate::pipeline::repartition`]) and a batch is
+//! acknowledged once all of its events are delivered; no detection, no
+//! notifications, and the database only for the API.
 
 use crate::api;
-use crate::config::{Config, SourceConfig, SourceKind};
+use crate::config::{Config, RepartitionConfig, SourceConfig, SourceKind};
+use crate::pipeline::stats::PipelineStats;
 use crate::pipeline::{self, Outputs, SourceFormat, StoreFailures};
 use crate::sinks::console::ConsoleSink;
 use crate::sinks::IncidentSink;
@@ -114,10 +121,75 @@ fn build_source(
     }
 }
 
+/// The formats of the planned sources, indexed by `SourceId`.
+fn source_formats(planned: &[PlannedSource]) -> Vec<SourceFormat> {
+    planned
+        .iter()
+        .map(|p| SourceFormat {
+            default: p.config.format,
+            by_topic: p.config.topic_formats.clone(),
+        })
+        .collect()
+}
+
+/// Adds the pipeline and source metrics and the sources' readiness to
+/// `state`, binds the API address and serves it until `shutdown`.
+async fn serve_api(
+    cfg: &Config,
+    state: api::AppState,
+    planned: &[PlannedSource],
+    health: &[(String, Arc<SourceHealth>)],
+    stats: Arc<PipelineStats>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let state = state
+        .with_metrics(Arc::new(api::metrics::PipelineMetrics {
+            stats,
+            source_names: planned.iter().map(|p| p.config.describe()).collect(),
+        }))
+        .with_metrics(Arc::new(api::metrics::SourceMetricsView {
+            sources: planned
+                .iter()
+                .map(|p| (p.config.describe(), p.metrics.clone()))
+                .collect(),
+        }));
+    let state = health.iter().fold(state, |state, (name, h)| {
+        let h = h.clone();
+        state.with_readiness(format!("source {name}"), move || {
+            let h = h.clone();
+            async move { h.check() }
+        })
+    });
+    let listener = tokio::net::TcpListener::bind(cfg.api.listen)
+        .await
+        .with_context(|| format!("Failed to listen for the API on {}", cfg.api.listen))?;
+    let tls = cfg.api.tls.as_ref().map(|t| api::TlsConfig {
+        cert_path: t.cert_path.clone(),
+        key_path: t.key_path.clone(),
+    });
+    Ok(tokio::spawn(api::serve(listener, state, tls, shutdown)))
+}
+
+/// Waits for the API server to stop, logging how it ended.
+async fn join_api(api: Option<tokio::task::JoinHandle<anyhow::Result<()>>>) {
+    if let Some(api) = api {
+        match api.await {
+            Ok(Err(error)) => {
+                tracing::error!(error = format!("{error:#}"), "The API server failed.")
+            }
+            Err(error) => tracing::error!(error = %error, "The API server panicked."),
+            Ok(Ok(())) => {}
+        }
+    }
+}
+
 /// Runs until SIGINT/SIGTERM (or until every source has ended).
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let cfg = Config::load(args.config.as_deref())?;
     let planned = plan_sources(&cfg, &args)?;
+    if let Some(repartition) = cfg.repartition.clone() {
+        return run_ingest_stage(&cfg, planned, &repartition).await;
+    }
     let notifications_cfg = cfg.notifications.clone();
 
     let store = super::open_store(&cfg.database_url).await?;
@@ -140,13 +212,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if console {
         sinks.push(Box::new(ConsoleSink::stdout(true)));
     }
-    let formats: Vec<SourceFormat> = planned
-        .iter()
-        .map(|p| SourceFormat {
-            default: p.config.format,
-            by_topic: p.config.topic_formats.clone(),
-        })
-        .collect();
+    let formats = source_formats(&planned);
     let outputs = Outputs {
         sinks,
         failures: StoreFailures::Retry,
@@ -163,37 +229,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let api = if cfg.api.enabled {
         let state = api::AppState::new(store.clone())
             .with_lifecycle(notifications.lifecycle())
-            .with_metrics(Arc::new(api::metrics::PipelineMetrics {
-                stats: running.stats.clone(),
-                source_names: planned.iter().map(|p| p.config.describe()).collect(),
-            }))
-            .with_metrics(Arc::new(api::metrics::SourceMetricsView {
-                sources: planned
-                    .iter()
-                    .map(|p| (p.config.describe(), p.metrics.clone()))
-                    .collect(),
-            }))
             .with_metrics(notification_counters.clone());
-        let state = health.iter().fold(state, |state, (name, h)| {
-            let h = h.clone();
-            state.with_readiness(format!("source {name}"), move || {
-                let h = h.clone();
-                async move { h.check() }
-            })
-        });
-        let listener = tokio::net::TcpListener::bind(cfg.api.listen)
-            .await
-            .with_context(|| format!("Failed to listen for the API on {}", cfg.api.listen))?;
-        let tls = cfg.api.tls.as_ref().map(|t| api::TlsConfig {
-            cert_path: t.cert_path.clone(),
-            key_path: t.key_path.clone(),
-        });
-        Some(tokio::spawn(api::serve(
-            listener,
-            state,
-            tls,
-            shutdown.clone(),
-        )))
+        let stats = running.stats.clone();
+        Some(serve_api(&cfg, state, &planned, &health, stats, shutdown.clone()).await?)
     } else {
         None
     };
@@ -218,15 +256,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     while supervisors.join_next().await.is_some() {}
     let stats = running.finish().await?;
     shutdown.cancel();
-    if let Some(api) = api {
-        match api.await {
-            Ok(Err(error)) => {
-                tracing::error!(error = format!("{error:#}"), "The API server failed.")
-            }
-            Err(error) => tracing::error!(error = %error, "The API server panicked."),
-            Ok(Ok(())) => {}
-        }
-    }
+    join_api(api).await;
     let _ = worker.await;
     if let Some(r) = resolver {
         let _ = r.await;
@@ -235,6 +265,109 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (lines, parsed, _, _) = stats.totals();
     tracing::info!(lines, parsed, "Stopped.");
     Ok(())
+}
+
+/// How long, after the sources have stopped, the ingest stage may take to
+/// publish and acknowledge what it still holds before exiting anyway (what
+/// is left unacknowledged is read again after a restart).
+const INGEST_DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `run` with `[repartition]`: an ingest stage. Parses every source and
+/// publishes the events keyed by client to the internal topic; no
+/// detection, no incident writes. The database is opened only to serve the
+/// API (disable `[api]` to run without one).
+async fn run_ingest_stage(
+    cfg: &Config,
+    planned: Vec<PlannedSource>,
+    repartition: &RepartitionConfig,
+) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let give_up = CancellationToken::new();
+    let formats = source_formats(&planned);
+    let running = pipeline::repartition::start(cfg, repartition, &formats, give_up.clone())?;
+
+    let health: Vec<(String, Arc<SourceHealth>)> = planned
+        .iter()
+        .map(|p| (p.config.describe(), Arc::new(SourceHealth::default())))
+        .collect();
+    let mut store = None;
+    let api = if cfg.api.enabled {
+        let s = super::open_store(&cfg.database_url).await?;
+        let state = api::AppState::new(s.clone()).with_metrics(running.metrics.clone());
+        store = Some(s);
+        let stats = running.stats.clone();
+        Some(serve_api(cfg, state, &planned, &health, stats, shutdown.clone()).await?)
+    } else {
+        None
+    };
+
+    let stop_sources = CancellationToken::new();
+    let mut supervisors = tokio::task::JoinSet::new();
+    for (p, (_, h)) in planned.into_iter().zip(&health) {
+        tracing::info!(source = %p.config.describe(), format = p.config.format.as_str(), "Source starting.");
+        let (shape, out, stop) = (shape(cfg), running.batches.clone(), stop_sources.clone());
+        supervisors.spawn(supervise(p, h.clone(), shape, out, stop));
+    }
+    tracing::info!(
+        topic = %repartition.topic,
+        brokers = %repartition.brokers,
+        key = key_description(cfg),
+        "gatewatch is running as an ingest stage: publishing events keyed by client."
+    );
+
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("Shutting down: draining in-flight work."),
+        _ = async { while supervisors.join_next().await.is_some() {} } => tracing::info!("Every source has ended."),
+    }
+    // As in detection mode: sources stop reading and wait (bounded by their
+    // own timeout) for their last batches to be published and acknowledged.
+    stop_sources.cancel();
+    while supervisors.join_next().await.is_some() {}
+    // From here a failed delivery is not retried: its batch stays
+    // unacknowledged.
+    give_up.cancel();
+    let metrics = running.metrics.clone();
+    let stats = match tokio::time::timeout(INGEST_DRAIN_TIMEOUT, running.finish()).await {
+        Ok(result) => Some(result?),
+        Err(_) => {
+            tracing::error!(
+                timeout_secs = INGEST_DRAIN_TIMEOUT.as_secs(),
+                "Events still undelivered at shutdown; their batches stay unacknowledged."
+            );
+            None
+        }
+    };
+    shutdown.cancel();
+    join_api(api).await;
+    if let Some(store) = store {
+        store.close().await;
+    }
+    let (lines, parsed) = stats.map_or((0, 0), |s| {
+        let (lines, parsed, _, _) = s.totals();
+        (lines, parsed)
+    });
+    tracing::info!(
+        lines,
+        parsed,
+        published = metrics.published.load(std::sync::atomic::Ordering::Relaxed),
+        failures = metrics.failures.load(std::sync::atomic::Ordering::Relaxed),
+        "Stopped."
+    );
+    Ok(())
+}
+
+/// What the ingest stage keys events by, for logs and `check-config`.
+pub fn key_description(cfg: &Config) -> String {
+    let ip = format!(
+        "client address (IPv6 grouped by /{})",
+        cfg.detection.ipv6_prefix
+    );
+    match cfg.detection.client_key {
+        gatewatch_detector::config::ClientKeyMode::Ip => ip,
+        gatewatch_detector::config::ClientKeyMode::Identity => {
+            format!("authenticated identity, else {ip}")
+        }
+    }
 }
 
 /// Runs one source, rebuilding and restarting it with exponential backoff

@@ -13,6 +13,7 @@ pub mod activity;
 pub mod detect;
 pub mod incidents;
 pub mod order;
+pub mod repartition;
 pub mod stats;
 
 use crate::config::Config;
