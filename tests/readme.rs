@@ -16,15 +16,26 @@ fn toml_blocks() -> Vec<&'static str> {
 }
 
 #[test]
-fn the_complete_config_example_loads_and_validates() {
-    let example = toml_blocks()
+fn every_config_example_loads_and_validates() {
+    let examples: Vec<&str> = toml_blocks()
         .into_iter()
-        .find(|b| b.contains("[[sources]]"))
-        .expect("the README has a complete example with [[sources]]");
-    let cfg = Config::from_toml(example).expect("the README's example parses");
-    cfg.validate().expect("the README's example validates");
-    assert_eq!(cfg.sources.len(), 3, "syslog, kafka and file sources");
-    assert_eq!(cfg.notifications.channels.len(), 3, "slack, email, webhook");
+        .filter(|b| b.contains("[[sources]]"))
+        .collect();
+    assert!(examples.len() >= 3, "complete example and scale-out topologies");
+    for example in &examples {
+        let cfg = Config::from_toml(example)
+            .unwrap_or_else(|e| panic!("README example does not parse: {e:#}\n{example}"));
+        cfg.validate()
+            .unwrap_or_else(|e| panic!("README example does not validate: {e:#}\n{example}"));
+    }
+    let complete = Config::from_toml(examples[0]).expect("parsed above");
+    assert_eq!(complete.sources.len(), 3, "syslog, kafka and file sources");
+    assert_eq!(complete.notifications.channels.len(), 3, "slack, email, webhook");
+    assert!(
+        examples.iter().any(|e| Config::from_toml(e)
+            .is_ok_and(|c| c.repartition.is_some())),
+        "the ingest-stage example is among them"
+    );
 }
 
 #[test]
