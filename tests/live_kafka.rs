@@ -78,21 +78,34 @@ async fn produce(topic: &str, requests: &[Request]) {
 }
 
 fn start(dir: &TempDir, db: &TestDb, topic: &str, group: &str) -> Running {
+    // A short session timeout: after a SIGKILL the group waits this long
+    // for the dead member before its partitions can go to the restarted one
+    // (librdkafka's default is 45 s).
+    let config = dir.0.join(format!("{group}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[sources]]
+type = "kafka"
+brokers = "{brokers}"
+group_id = "{group}"
+topics = ["{topic}"]
+format = "nginx_combined"
+properties = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }}
+
+[api]
+listen = "127.0.0.1:{api}"
+"#,
+            brokers = brokers(),
+            api = free_port(),
+        ),
+    )
+    .expect("write config");
     Running::start(
         &dir.0,
-        &[
-            ("GATEWATCH_DATABASE_URL", db.url().to_string()),
-            ("GATEWATCH_KAFKA_BROKERS", brokers()),
-            ("GATEWATCH_KAFKA_TOPICS", topic.to_string()),
-            ("GATEWATCH_KAFKA_GROUP", group.to_string()),
-            ("GATEWATCH_FORMAT", "nginx_combined".to_string()),
-            (
-                "GATEWATCH_SYSLOG_ADDR",
-                format!("127.0.0.1:{}", free_port()),
-            ),
-            ("GATEWATCH_API_ADDR", format!("127.0.0.1:{}", free_port())),
-        ],
-        &[],
+        &[("GATEWATCH_DATABASE_URL", db.url().to_string())],
+        &["--config", config.to_str().expect("utf-8 path")],
     )
 }
 
