@@ -6,6 +6,7 @@
 //! byte-identical output on every machine.
 
 pub mod actors;
+pub mod flood;
 pub mod render;
 pub mod request;
 pub mod rng;
