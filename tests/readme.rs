@@ -21,7 +21,10 @@ fn every_config_example_loads_and_validates() {
         .into_iter()
         .filter(|b| b.contains("[[sources]]"))
         .collect();
-    assert!(examples.len() >= 3, "complete example and scale-out topologies");
+    assert!(
+        examples.len() >= 3,
+        "complete example and scale-out topologies"
+    );
     for example in &examples {
         let cfg = Config::from_toml(example)
             .unwrap_or_else(|e| panic!("README example does not parse: {e:#}\n{example}"));
@@ -30,10 +33,15 @@ fn every_config_example_loads_and_validates() {
     }
     let complete = Config::from_toml(examples[0]).expect("parsed above");
     assert_eq!(complete.sources.len(), 3, "syslog, kafka and file sources");
-    assert_eq!(complete.notifications.channels.len(), 3, "slack, email, webhook");
+    assert_eq!(
+        complete.notifications.channels.len(),
+        3,
+        "slack, email, webhook"
+    );
     assert!(
-        examples.iter().any(|e| Config::from_toml(e)
-            .is_ok_and(|c| c.repartition.is_some())),
+        examples
+            .iter()
+            .any(|e| Config::from_toml(e).is_ok_and(|c| c.repartition.is_some())),
         "the ingest-stage example is among them"
     );
 }
