@@ -273,6 +273,274 @@ impl<'a> HeaderVal<'a> {
     }
 }
 
+/// Nesting the [`Scan`] fast path follows before giving up.
+const SCAN_MAX_DEPTH: u32 = 32;
+
+/// A validating, non-allocating cursor over one JSON document, for the
+/// fast paths of the JSON formats (serde's visitor machinery costs several
+/// times the bytes it reads on a 1.6 KB Kong line).
+///
+/// It accepts only plain input: no control bytes anywhere (so whitespace
+/// between tokens is spaces), no `\u` escapes, nesting under
+/// [`SCAN_MAX_DEPTH`]. On anything else, and on anything the caller does
+/// not expect, methods return `None` and the caller falls back to its serde
+/// path, which decides (accepts, repairs or rejects) exactly as before.
+/// What the scanner accepts it reads exactly as serde would, so the two
+/// paths give the same events. Outside strings only ASCII is accepted, and
+/// every string with a byte ≥ 0x80 is checked to be UTF-8, so an accepted
+/// line is valid UTF-8 without a separate pass over it.
+pub(crate) struct Scan<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+/// Eight copies of a byte, for the word-at-a-time string scan.
+const fn splat(b: u8) -> u64 {
+    u64::from_ne_bytes([b; 8])
+}
+
+/// High bit of each byte of `x` that is below `n` (`n` ≤ 0x80); the lowest
+/// flagged byte is exact, which is the one the scan looks at.
+#[inline]
+fn bytes_below(x: u64, n: u8) -> u64 {
+    x.wrapping_sub(splat(n)) & !x & splat(0x80)
+}
+
+impl<'a> Scan<'a> {
+    /// A cursor at the start of `line`.
+    pub(crate) fn new(line: &'a [u8]) -> Scan<'a> {
+        Scan { b: line, i: 0 }
+    }
+
+    #[inline]
+    fn peek(&mut self) -> Option<u8> {
+        while self.b.get(self.i) == Some(&b' ') {
+            self.i += 1;
+        }
+        self.b.get(self.i).copied()
+    }
+
+    #[inline]
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.peek()? == c).then(|| self.i += 1)
+    }
+
+    /// Reads the string at the cursor: the range of its content, and
+    /// whether it had an escape. `None` on a `\u` escape (or a bad one),
+    /// a control byte, invalid UTF-8, or a missing closing quote.
+    #[inline]
+    fn string(&mut self) -> Option<(usize, usize, bool)> {
+        self.eat(b'"')?;
+        let b = self.b;
+        let start = self.i;
+        let mut j = start;
+        let (mut escaped, mut ascii) = (false, true);
+        loop {
+            // Eight bytes at a time up to the first quote, backslash,
+            // control byte or non-ASCII byte.
+            while let Some(word) = b.get(j..j + 8) {
+                let x = u64::from_le_bytes(word.try_into().ok()?);
+                let stop = bytes_below(x ^ splat(b'"'), 1)
+                    | bytes_below(x ^ splat(b'\\'), 1)
+                    | bytes_below(x, 0x20)
+                    | (x & splat(0x80));
+                if stop != 0 {
+                    j += (stop.trailing_zeros() / 8) as usize;
+                    break;
+                }
+                j += 8;
+            }
+            match *b.get(j)? {
+                b'"' => break,
+                b'\\' => {
+                    escaped = true;
+                    match b.get(j + 1)? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => j += 2,
+                        _ => return None,
+                    }
+                }
+                0..=0x1f => return None,
+                0x80.. => {
+                    ascii = false;
+                    j += 1;
+                }
+                _ => j += 1,
+            }
+        }
+        if !ascii {
+            std::str::from_utf8(&b[start..j]).ok()?;
+        }
+        self.i = j + 1;
+        Some((start, j, escaped))
+    }
+
+    /// The string at the cursor, borrowed; `None` if it has an escape.
+    #[inline]
+    pub(crate) fn plain_str(&mut self) -> Option<&'a str> {
+        match self.string()? {
+            (start, end, false) => std::str::from_utf8(&self.b[start..end]).ok(),
+            _ => None,
+        }
+    }
+
+    /// An object key, as bytes; `None` if it has an escape.
+    #[inline]
+    fn key(&mut self) -> Option<&'a [u8]> {
+        match self.string()? {
+            (start, end, false) => Some(&self.b[start..end]),
+            _ => None,
+        }
+    }
+
+    /// A non-negative integer in plain digits that `f64` holds exactly
+    /// (what serde hands a `Num` as `visit_u64`).
+    #[inline]
+    pub(crate) fn uint(&mut self) -> Option<f64> {
+        self.peek()?;
+        let b = self.b;
+        let start = self.i;
+        let mut v = 0u64;
+        let mut j = start;
+        while let Some(d) = b.get(j).filter(|c| c.is_ascii_digit()) {
+            v = v * 10 + u64::from(d - b'0');
+            j += 1;
+        }
+        let digits = j - start;
+        if digits == 0 || digits > 15 || (digits > 1 && b[start] == b'0') {
+            return None;
+        }
+        if matches!(b.get(j), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        self.i = j;
+        Some(v as f64)
+    }
+
+    /// Walks the object at the cursor: `field` gets each key with the
+    /// cursor on its value, and must consume the value.
+    #[inline]
+    pub(crate) fn object(
+        &mut self,
+        mut field: impl FnMut(&mut Self, &'a [u8]) -> Option<()>,
+    ) -> Option<()> {
+        self.eat(b'{')?;
+        if self.peek()? == b'}' {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            let key = self.key()?;
+            self.eat(b':')?;
+            field(self, key)?;
+            match self.peek()? {
+                b',' => self.i += 1,
+                b'}' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Walks the array at the cursor: `element` must consume each value.
+    #[inline]
+    pub(crate) fn array(&mut self, mut element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.eat(b'[')?;
+        if self.peek()? == b']' {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            element(self)?;
+            match self.peek()? {
+                b',' => self.i += 1,
+                b']' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Skips (and validates) the value at the cursor, `depth` containers
+    /// deep.
+    pub(crate) fn skip(&mut self, depth: u32) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.string().map(drop),
+            b'{' if depth < SCAN_MAX_DEPTH => self.object(|sc, _| sc.skip(depth + 1)),
+            b'[' if depth < SCAN_MAX_DEPTH => self.array(|sc| sc.skip(depth + 1)),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => self.skip_number(),
+            _ => None,
+        }
+    }
+
+    /// Whether only spaces follow.
+    pub(crate) fn at_end(&mut self) -> bool {
+        self.peek().is_none()
+    }
+
+    fn literal(&mut self, lit: &[u8]) -> Option<()> {
+        self.b[self.i..]
+            .starts_with(lit)
+            .then(|| self.i += lit.len())
+    }
+
+    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
+    fn skip_number(&mut self) -> Option<()> {
+        let b = self.b;
+        let mut j = self.i;
+        let digits = |j: &mut usize| {
+            let start = *j;
+            while b.get(*j).is_some_and(u8::is_ascii_digit) {
+                *j += 1;
+            }
+            *j - start
+        };
+        if b.get(j) == Some(&b'-') {
+            j += 1;
+        }
+        let int_start = j;
+        match digits(&mut j) {
+            0 => return None,
+            n if n > 1 && b[int_start] == b'0' => return None,
+            _ => {}
+        }
+        if b.get(j) == Some(&b'.') {
+            j += 1;
+            if digits(&mut j) == 0 {
+                return None;
+            }
+        }
+        if matches!(b.get(j), Some(b'e' | b'E')) {
+            j += 1;
+            if matches!(b.get(j), Some(b'+' | b'-')) {
+                j += 1;
+            }
+            if digits(&mut j) == 0 {
+                return None;
+            }
+        }
+        self.i = j;
+        Some(())
+    }
+}
+
+/// Fills an optional field once: a second occurrence of a key is a
+/// duplicate field for serde, so the fast path gives up on it.
+#[inline]
+pub(crate) fn set_once<T>(slot: &mut Option<T>, v: Option<T>) -> Option<()> {
+    if slot.is_some() {
+        return None;
+    }
+    *slot = Some(v?);
+    Some(())
+}
+
 /// Whether a JSON line has `key` (given with its quotes, `"started_at"`) as
 /// an object key, without parsing it. A key's opening quote is never
 /// preceded by a backslash and its closing quote is followed by `:`; a
@@ -344,6 +612,47 @@ mod tests {
             from_slice::<T>(ua.as_bytes()).unwrap().s.unwrap().0.len(),
             1000
         );
+    }
+
+    #[test]
+    fn scan_reads_plain_json_and_gives_up_on_the_rest() {
+        let line = br#"{"a": "x", "n":[1,-2.5e+3,true,null,{"k":"v\"w"}],"u":12}"#;
+        let mut sc = Scan::new(line);
+        let (mut a, mut u) = (None, None);
+        sc.object(|sc, k| match k {
+            b"a" => set_once(&mut a, sc.plain_str()),
+            b"u" => set_once(&mut u, sc.uint()),
+            _ => sc.skip(1),
+        })
+        .unwrap();
+        assert!(sc.at_end());
+        assert_eq!((a, u), (Some("x"), Some(12.0)));
+        for bad in [
+            &br#"{"a":"\u0041"}"#[..],
+            br#"{"a":01}"#,
+            br#"{"a":1.}"#,
+            br#"{"a":tru}"#,
+            b"{\"a\":\"\t\"}",
+            br#"{"a":1,}"#,
+            br#"{"a" 1}"#,
+            br#"{"a":[1 2]}"#,
+        ] {
+            let skipped = Scan::new(bad).skip(0);
+            assert!(skipped.is_none(), "{}", String::from_utf8_lossy(bad));
+        }
+        let deep = format!("{}1{}", "[".repeat(40), "]".repeat(40));
+        assert!(Scan::new(deep.as_bytes()).skip(0).is_none());
+        // Long strings (the word-at-a-time path), non-ASCII, invalid UTF-8.
+        let long = format!("{{\"k\":\"{}é\\\"{}\"}}", "x".repeat(20), "y".repeat(9));
+        assert!(Scan::new(long.as_bytes()).skip(0).is_some());
+        let mut sc = Scan::new(r#"{"k":"0123456789abcdefé"}"#.as_bytes());
+        let mut k = None;
+        sc.object(|sc, _| set_once(&mut k, sc.plain_str())).unwrap();
+        assert_eq!(k, Some("0123456789abcdefé"));
+        assert!(Scan::new(b"\"0123456789\xff\"").skip(0).is_none());
+        assert!(Scan::new(b"\"0123456789\x01\"").skip(0).is_none());
+        let mut dup = None;
+        assert!(set_once(&mut dup, Some(1)).is_some() && set_once(&mut dup, Some(2)).is_none());
     }
 
     #[test]
