@@ -1,11 +1,21 @@
-//! The detection stage: parse each line, route it, run the detectors.
+//! The parse and detection stages: parse each line, route it, run the
+//! detectors.
 //!
-//! Runs on its own thread because it is pure CPU; it receives batches of raw
-//! lines and sends findings plus a per-batch completion marker, in order, to
-//! the incident stage, which acknowledges a batch only after the findings
-//! sent before its marker are stored. Kafka batches (one partition each)
-//! first go through the [`PartitionMerger`], which hands their events to the
-//! detectors in event-time order across partitions.
+//! Both are pure CPU, so each runs on its own thread and a replay keeps two
+//! cores busy: the [`ParseStage`] turns batches of raw lines into events,
+//! the [`DetectStage`] runs the detectors on them in the same order, and
+//! sends findings plus a per-batch completion marker, in order, to the
+//! incident stage, which acknowledges a batch only after the findings sent
+//! before its marker are stored. Kafka batches (one partition each) first go
+//! through the [`PartitionMerger`], which hands their events to the
+//! detectors in event-time order across partitions. Detection sees the same
+//! events in the same order whatever the threads, so findings do not depend
+//! on them.
+//!
+//! Events borrow their strings from their batch's bytes. To cross to the
+//! detection thread without copying them, the parse thread stores each
+//! borrowed string as a byte range of the batch ([`Parked`]) and the
+//! detection thread borrows them again from the batch that travels along.
 
 use super::activity::ActivityTracker;
 use super::order::{PartitionMerger, Released};
@@ -14,7 +24,9 @@ use super::StageMsg;
 use gatewatch_alerting::Watermark;
 use gatewatch_detector::{Engine, Event, EventTime, Finding};
 use gatewatch_ingest::{Acknowledge, Format, FormatKind, Origin, ParseError, RecordBatch};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
@@ -53,10 +65,205 @@ impl Parsers {
     }
 }
 
-/// The detection thread: parsing, ordering, detecting.
-pub struct DetectStage {
+/// What the parse thread hands the detection thread, in batch order.
+pub enum Parsed {
+    /// A batch's events in line order, their strings parked in the batch.
+    Lines {
+        /// The batch (its bytes, and its acknowledgement).
+        batch: RecordBatch,
+        /// Its events.
+        events: Vec<Parked>,
+    },
+    /// A Kafka partition's batch, for the [`PartitionMerger`].
+    Partition {
+        /// Source, topic and partition.
+        lane: super::order::LaneId,
+        /// Its events.
+        events: Vec<Event<'static>>,
+        /// Its acknowledgement.
+        ack: Option<Box<dyn Acknowledge>>,
+        /// Whether the broker held more messages past it.
+        backlog: bool,
+    },
+}
+
+/// The parse thread.
+pub struct ParseStage {
     /// Lines to events.
     pub parsing: Parsing,
+}
+
+impl ParseStage {
+    /// Parses batches until the input channel closes or the detection
+    /// thread is gone.
+    pub fn run(mut self, mut input: mpsc::Receiver<RecordBatch>, output: mpsc::Sender<Parsed>) {
+        while let Some(mut batch) = input.blocking_recv() {
+            let parsed = match batch.origin {
+                Origin::Kafka {
+                    ref topic,
+                    partition,
+                    backlog,
+                    ..
+                } => {
+                    let mut events = Vec::with_capacity(batch.len());
+                    self.parsing
+                        .parse(&batch, |ev| events.push(ev.into_owned()));
+                    Parsed::Partition {
+                        lane: (batch.source, topic.clone(), partition),
+                        events,
+                        ack: batch.ack.take(),
+                        backlog,
+                    }
+                }
+                _ => {
+                    let mut events = Vec::with_capacity(batch.len());
+                    let data = &batch.data;
+                    self.parsing
+                        .parse(&batch, |ev| events.push(Parked::park(ev, data)));
+                    Parsed::Lines { batch, events }
+                }
+            };
+            if output.blocking_send(parsed).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// One of an event's strings while it crosses threads.
+enum Text {
+    /// Bytes of the batch's data.
+    Span(Range<u32>),
+    /// A string the parser built (unescaped JSON) or a constant.
+    Owned(String),
+}
+
+impl Text {
+    fn park(s: Cow<'_, str>, data: &[u8]) -> Text {
+        match s {
+            Cow::Borrowed(b) => {
+                // Where `b` lies in `data`, if it does (else it is a
+                // constant, such as an empty string).
+                let start = (b.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
+                match u32::try_from(start) {
+                    Ok(start) if start as usize + b.len() <= data.len() => {
+                        Text::Span(start..start + b.len() as u32)
+                    }
+                    _ if b.is_empty() => Text::Owned(String::new()),
+                    _ => Text::Owned(b.to_owned()),
+                }
+            }
+            Cow::Owned(s) => Text::Owned(s),
+        }
+    }
+
+    /// The string again. `cover` is the event's strings' bytes, when they
+    /// were checked as UTF-8 in one piece, with where they start in `data`.
+    fn unpark<'d>(self, data: &'d [u8], cover: Option<(&'d str, u32)>) -> Cow<'d, str> {
+        match self {
+            Text::Span(r) => {
+                let in_cover =
+                    cover.and_then(|(s, at)| s.get((r.start - at) as usize..(r.end - at) as usize));
+                // The range held a `str` when parked, so this never fails.
+                in_cover
+                    .or_else(|| std::str::from_utf8(&data[r.start as usize..r.end as usize]).ok())
+                    .map_or(Cow::Borrowed(""), Cow::Borrowed)
+            }
+            Text::Owned(s) => Cow::Owned(s),
+        }
+    }
+
+    fn span(&self) -> Option<&Range<u32>> {
+        match self {
+            Text::Span(r) => Some(r),
+            Text::Owned(_) => None,
+        }
+    }
+}
+
+/// An event whose borrowed strings are byte ranges of its batch, so it can
+/// be sent to another thread along with the batch, without copying them.
+pub struct Parked {
+    /// The event with its strings taken out.
+    event: Event<'static>,
+    identity: Option<Text>,
+    user: Option<Text>,
+    host: Text,
+    path: Text,
+    query: Text,
+    route: Option<Text>,
+    user_agent: Text,
+}
+
+impl Parked {
+    /// Parks `ev`, parsed from lines of a batch whose bytes are `data`.
+    fn park(ev: Event<'_>, data: &[u8]) -> Parked {
+        let t = |s| Text::park(s, data);
+        Parked {
+            identity: ev.identity.map(t),
+            user: ev.user.map(t),
+            host: t(ev.host),
+            path: t(ev.path),
+            query: t(ev.query),
+            route: ev.route.map(t),
+            user_agent: t(ev.user_agent),
+            event: Event {
+                identity: None,
+                user: None,
+                host: Cow::Borrowed(""),
+                path: Cow::Borrowed(""),
+                query: Cow::Borrowed(""),
+                route: None,
+                user_agent: Cow::Borrowed(""),
+                ..ev
+            },
+        }
+    }
+
+    /// The event again, borrowing from `data` (the bytes it was parked in).
+    fn unpark(self, data: &[u8]) -> Event<'_> {
+        let cover = self.cover(data);
+        let t = |s: Text| s.unpark(data, cover);
+        Event {
+            identity: self.identity.map(t),
+            user: self.user.map(t),
+            host: t(self.host),
+            path: t(self.path),
+            query: t(self.query),
+            route: self.route.map(t),
+            user_agent: t(self.user_agent),
+            ..self.event
+        }
+    }
+
+    /// The bytes from the first of the event's strings to the end of the
+    /// last, as one `str`, when they are close together (an nginx line):
+    /// one UTF-8 check instead of one per string. Strings far apart (a
+    /// Kong line) are checked one by one.
+    fn cover<'d>(&self, data: &'d [u8]) -> Option<(&'d str, u32)> {
+        let spans = [
+            self.identity.as_ref(),
+            self.user.as_ref(),
+            Some(&self.host),
+            Some(&self.path),
+            Some(&self.query),
+            self.route.as_ref(),
+            Some(&self.user_agent),
+        ];
+        let (mut lo, mut hi, mut len) = (u32::MAX, 0, 0);
+        for r in spans.into_iter().flatten().filter_map(Text::span) {
+            (lo, hi, len) = (lo.min(r.start), hi.max(r.end), len + r.len());
+        }
+        if lo >= hi || (hi - lo) as usize > 2 * len + 64 {
+            return None;
+        }
+        let s = std::str::from_utf8(&data[lo as usize..hi as usize]).ok()?;
+        Some((s, lo))
+    }
+}
+
+/// The detection thread: ordering, detecting.
+pub struct DetectStage {
     /// Kafka partitions back into event-time order.
     pub merger: PartitionMerger,
     /// Events to findings.
@@ -65,18 +272,18 @@ pub struct DetectStage {
 
 /// What the receive loop got.
 enum Received {
-    Batch(RecordBatch),
+    Batch(Parsed),
     Timeout,
     Closed,
 }
 
 impl DetectStage {
-    /// Consumes batches until the input channel closes, then flushes.
-    /// `runtime` lets this plain thread wait for a batch with a timeout
-    /// (while the merger waits for a quiet partition).
+    /// Consumes parsed batches until the input channel closes, then
+    /// flushes. `runtime` lets this plain thread wait for a batch with a
+    /// timeout (while the merger waits for a quiet partition).
     pub fn run(
         mut self,
-        mut input: mpsc::Receiver<RecordBatch>,
+        mut input: mpsc::Receiver<Parsed>,
         output: mpsc::Sender<StageMsg>,
         runtime: tokio::runtime::Handle,
     ) {
@@ -98,29 +305,23 @@ impl DetectStage {
                 }),
             };
             let closed = matches!(received, Received::Closed);
-            if let Received::Batch(mut batch) = received {
-                let ack = batch.ack.take();
-                match batch.origin {
-                    Origin::Kafka {
-                        ref topic,
-                        partition,
-                        backlog,
-                        ..
-                    } => {
-                        let mut events = Vec::with_capacity(batch.len());
-                        self.parsing
-                            .parse(&batch, |ev| events.push(ev.into_owned()));
-                        let lane = (batch.source, topic.clone(), partition);
-                        self.merger.push(lane, events, ack, backlog, Instant::now());
+            match received {
+                Received::Batch(Parsed::Partition {
+                    lane,
+                    events,
+                    ack,
+                    backlog,
+                }) => self.merger.push(lane, events, ack, backlog, Instant::now()),
+                Received::Batch(Parsed::Lines { mut batch, events }) => {
+                    let ack = batch.ack.take();
+                    for ev in events {
+                        self.detecting.observe(ev.unpark(&batch.data));
                     }
-                    _ => {
-                        let detecting = &mut self.detecting;
-                        self.parsing.parse(&batch, |ev| detecting.observe(ev));
-                        if !self.detecting.end_batch(ack, &output) {
-                            return;
-                        }
+                    if !self.detecting.end_batch(ack, &output) {
+                        return;
                     }
                 }
+                Received::Timeout | Received::Closed => {}
             }
             while let Some(released) = self.merger.pop(Instant::now(), closed) {
                 match released {

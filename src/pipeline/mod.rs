@@ -1,11 +1,11 @@
-//! Wiring of the pipeline: sources → detection thread → incident task.
+//! Wiring of the pipeline: sources → parse thread → detection thread →
+//! incident task.
 //!
 //! ```text
-//! sources ──RecordBatch──▶ detect thread ──StageMsg──▶ incident task ──▶ store, sinks
-//!          (bounded)       parse, route,   (bounded)    manager, ack
-//!                          detect
+//! sources ──RecordBatch──▶ parse thread ──Parsed──▶ detect thread ──StageMsg──▶ incident task ──▶ store, sinks
+//!          (bounded)                     (bounded)   route, detect  (bounded)    manager, ack
 //! ```
-//! Both channels are bounded, so a slow store slows detection, which slows
+//! Every channel is bounded, so a slow store slows detection, which slows
 //! the sources (backpressure) instead of growing memory. `replay` and `run`
 //! use this same wiring; only the sources differ.
 
@@ -65,6 +65,7 @@ pub struct Running {
     pub batches: mpsc::Sender<RecordBatch>,
     /// Shared counters.
     pub stats: Arc<PipelineStats>,
+    parse: std::thread::JoinHandle<()>,
     detect: std::thread::JoinHandle<()>,
     incidents: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -73,10 +74,11 @@ impl Running {
     /// Waits for the pipeline to drain after every batch sender is dropped.
     pub async fn finish(self) -> anyhow::Result<Arc<PipelineStats>> {
         drop(self.batches);
-        let detect = self.detect;
-        tokio::task::spawn_blocking(move || detect.join())
-            .await?
-            .map_err(|_| anyhow::anyhow!("The detection thread panicked"))?;
+        let (parse, detect) = (self.parse, self.detect);
+        let (parse, detect) =
+            tokio::task::spawn_blocking(move || (parse.join(), detect.join())).await?;
+        parse.map_err(|_| anyhow::anyhow!("The parse thread panicked"))?;
+        detect.map_err(|_| anyhow::anyhow!("The detection thread panicked"))?;
         self.incidents.await??;
         Ok(self.stats)
     }
@@ -132,14 +134,21 @@ pub fn start(
     );
 
     let (batch_tx, batch_rx) = mpsc::channel::<RecordBatch>(cfg.pipeline.queue_batches);
+    let (parsed_tx, parsed_rx) = mpsc::channel::<detect::Parsed>(cfg.pipeline.queue_batches);
     let (msg_tx, msg_rx) = mpsc::channel::<StageMsg>(cfg.pipeline.queue_batches * 4);
-    let stage = detect::DetectStage {
+    let parse_stage = detect::ParseStage {
         parsing: detect::Parsing {
             formats,
             stats: stats.clone(),
             samples_per_reason: cfg.pipeline.rejected_samples_per_reason,
             sampled: BTreeMap::new(),
         },
+    };
+    let parse = std::thread::Builder::new()
+        .name("gatewatch-parse".into())
+        .spawn(move || parse_stage.run(batch_rx, parsed_tx))
+        .context("Failed to start the parse thread")?;
+    let stage = detect::DetectStage {
         merger: order::PartitionMerger::new(
             std::time::Duration::from_millis(cfg.pipeline.partition_idle_ms),
             cfg.pipeline.merge_max_events,
@@ -159,7 +168,7 @@ pub fn start(
     let runtime = tokio::runtime::Handle::current();
     let detect = std::thread::Builder::new()
         .name("gatewatch-detect".into())
-        .spawn(move || stage.run(batch_rx, msg_tx, runtime))
+        .spawn(move || stage.run(parsed_rx, msg_tx, runtime))
         .context("Failed to start the detection thread")?;
     let incident_stage = incidents::IncidentStage {
         manager,
@@ -172,6 +181,7 @@ pub fn start(
     Ok(Running {
         batches: batch_tx,
         stats,
+        parse,
         detect,
         incidents,
     })
