@@ -157,26 +157,12 @@ impl Text {
         }
     }
 
-    /// The string again. `cover` is the event's strings' bytes, when they
-    /// were checked as UTF-8 in one piece, with where they start in `data`.
-    fn unpark<'d>(self, data: &'d [u8], cover: Option<(&'d str, u32)>) -> Cow<'d, str> {
+    fn unpark(self, data: &[u8]) -> Cow<'_, str> {
         match self {
-            Text::Span(r) => {
-                let in_cover =
-                    cover.and_then(|(s, at)| s.get((r.start - at) as usize..(r.end - at) as usize));
-                // The range held a `str` when parked, so this never fails.
-                in_cover
-                    .or_else(|| std::str::from_utf8(&data[r.start as usize..r.end as usize]).ok())
-                    .map_or(Cow::Borrowed(""), Cow::Borrowed)
-            }
+            // The range held a `str` when parked, so this never fails.
+            Text::Span(r) => std::str::from_utf8(&data[r.start as usize..r.end as usize])
+                .map_or(Cow::Borrowed(""), Cow::Borrowed),
             Text::Owned(s) => Cow::Owned(s),
-        }
-    }
-
-    fn span(&self) -> Option<&Range<u32>> {
-        match self {
-            Text::Span(r) => Some(r),
-            Text::Owned(_) => None,
         }
     }
 }
@@ -222,8 +208,7 @@ impl Parked {
 
     /// The event again, borrowing from `data` (the bytes it was parked in).
     fn unpark(self, data: &[u8]) -> Event<'_> {
-        let cover = self.cover(data);
-        let t = |s: Text| s.unpark(data, cover);
+        let t = |s: Text| s.unpark(data);
         Event {
             identity: self.identity.map(t),
             user: self.user.map(t),
@@ -234,31 +219,6 @@ impl Parked {
             user_agent: t(self.user_agent),
             ..self.event
         }
-    }
-
-    /// The bytes from the first of the event's strings to the end of the
-    /// last, as one `str`, when they are close together (an nginx line):
-    /// one UTF-8 check instead of one per string. Strings far apart (a
-    /// Kong line) are checked one by one.
-    fn cover<'d>(&self, data: &'d [u8]) -> Option<(&'d str, u32)> {
-        let spans = [
-            self.identity.as_ref(),
-            self.user.as_ref(),
-            Some(&self.host),
-            Some(&self.path),
-            Some(&self.query),
-            self.route.as_ref(),
-            Some(&self.user_agent),
-        ];
-        let (mut lo, mut hi, mut len) = (u32::MAX, 0, 0);
-        for r in spans.into_iter().flatten().filter_map(Text::span) {
-            (lo, hi, len) = (lo.min(r.start), hi.max(r.end), len + r.len());
-        }
-        if lo >= hi || (hi - lo) as usize > 2 * len + 64 {
-            return None;
-        }
-        let s = std::str::from_utf8(&data[lo as usize..hi as usize]).ok()?;
-        Some((s, lo))
     }
 }
 

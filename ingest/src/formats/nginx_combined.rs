@@ -11,7 +11,7 @@
 //! event with [`Method::Invalid`](gatewatch_detector::Method::Invalid),
 //! because scanners sending them is itself the signal.
 
-use super::text::{closing_quote, opt_text, parse_status, parse_u64, secs_to_ms};
+use super::text::{closing_quote, dash_empty, opt_text, parse_status, parse_u64, secs_to_ms};
 use super::text::{split_request, text};
 use super::{time, trim_line, Format, ParseError};
 use crate::client_ip::ClientResolver;
@@ -47,9 +47,6 @@ impl Format for NginxCombined {
 
 /// The raw fields of one combined-family line, before interpretation.
 pub(crate) struct Clf<'a> {
-    /// The whole line, when it is UTF-8 (nearly always): its fields are
-    /// then sliced from it, with no UTF-8 check each.
-    line: Option<&'a str>,
     vhost: Option<&'a [u8]>,
     client: IpAddr,
     user: Option<&'a [u8]>,
@@ -215,7 +212,6 @@ pub(crate) fn parse_clf<'a>(line: &'a [u8], format: &'static str) -> Result<Clf<
         }
     }
     Ok(Clf {
-        line: std::str::from_utf8(line).ok(),
         vhost,
         client,
         user,
@@ -253,38 +249,19 @@ impl<'a> Clf<'a> {
         let mut ev = Event::new(EventTime::from_millis(self.ts), self.client.to_canonical());
         let req = split_request(self.request);
         ev.method = req.method;
-        ev.path = self.text(req.path);
-        ev.query = self.text(req.query);
+        ev.path = text(req.path);
+        ev.query = text(req.query);
         ev.status = self.status;
         ev.bytes = self.bytes;
-        ev.user = self.user.map(|u| self.text(u));
-        ev.user_agent = self.ua.map_or(Cow::Borrowed(""), |u| self.dash_empty(u));
+        ev.user = self.user.map(text);
+        ev.user_agent = self.ua.map_or(Cow::Borrowed(""), dash_empty);
         if let Some(h) = self.host.or(self.vhost) {
-            ev.host = self.dash_empty(h);
+            ev.host = dash_empty(h);
         }
         ev.latency_ms = self.request_time.and_then(secs_to_ms);
         let apisix = self.host.is_some();
         self.interpret_tail(&mut ev, resolver, apisix);
         ev
-    }
-
-    /// A field of the line as text: sliced from the line when it is UTF-8
-    /// (the field is a subslice of it), else checked on its own.
-    fn text(&self, field: &'a [u8]) -> Cow<'a, str> {
-        let sliced = self.line.and_then(|line| {
-            let at = (field.as_ptr() as usize).wrapping_sub(line.as_ptr() as usize);
-            line.get(at..at.checked_add(field.len())?)
-        });
-        sliced.map_or_else(|| text(field), Cow::Borrowed)
-    }
-
-    /// [`Clf::text`], with `-` as empty.
-    fn dash_empty(&self, field: &'a [u8]) -> Cow<'a, str> {
-        if field == b"-" {
-            Cow::Borrowed("")
-        } else {
-            self.text(field)
-        }
     }
 
     fn interpret_tail(&self, ev: &mut Event<'a>, resolver: &ClientResolver, apisix: bool) {

@@ -26,6 +26,16 @@ pub(crate) fn opt_text(b: &[u8]) -> Option<Cow<'_, str>> {
     }
 }
 
+/// Like [`opt_text`] but gives the empty string instead of `None`.
+#[inline]
+pub(crate) fn dash_empty(b: &[u8]) -> Cow<'_, str> {
+    if b == b"-" {
+        Cow::Borrowed("")
+    } else {
+        text(b)
+    }
+}
+
 /// Splits a request target into path and query (without the `?`).
 #[inline]
 pub(crate) fn split_target(t: &[u8]) -> (&[u8], &[u8]) {
