@@ -3,50 +3,18 @@
 //! middle of a stream and restarted leaves every attack as exactly one
 //! incident, and two instances in one consumer group find what one finds.
 
+#[path = "support/kafka.rs"]
+mod kafka;
 mod support;
 
 use gatewatch_alerting::testing::TestDb;
-use gatewatch_alerting::{IncidentQuery, IncidentStore};
-use gatewatch_ingest::sources::repartition::RepartitionProducer;
-use gatewatch_loggen::{generate, render, Label, LogFormat, Request, Scenario};
+use gatewatch_loggen::{generate, Label, Request, Scenario};
+use kafka::{brokers, create_topic, describe, produce_with, stored, tally, wait_all_found};
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use support::live::{free_port, Running};
 use support::TempDir;
-
-fn brokers() -> String {
-    std::env::var("GATEWATCH_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into())
-}
-
-/// A fresh topic with `partitions` partitions, made with tansu's own CLI.
-fn create_topic(prefix: &str, partitions: u32) -> String {
-    let name = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
-    let tansu = std::env::var("GATEWATCH_TEST_TANSU").unwrap_or_else(|_| {
-        format!(
-            "{}/.cargo/bin/tansu",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    });
-    let out = std::process::Command::new(tansu)
-        .args([
-            "topic",
-            "create",
-            &name,
-            "--broker",
-            &format!("tcp://{}", brokers()),
-        ])
-        .args(["--partitions", &partitions.to_string()])
-        .output()
-        .expect("run tansu topic create (scripts/dev-services installs tansu)");
-    assert!(
-        out.status.success(),
-        "tansu topic create failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    name
-}
 
 /// The labelled scenario's requests and labels.
 fn scenario() -> (Vec<Request>, Vec<Label>) {
@@ -54,27 +22,10 @@ fn scenario() -> (Vec<Request>, Vec<Label>) {
     (g.requests.collect(), g.labels)
 }
 
-/// Produces `requests` as nginx combined lines keyed by client address
-/// (an upstream topic keyed by client), waiting for every delivery.
+/// Produces `requests` keyed by client address (an upstream topic keyed by
+/// client).
 async fn produce(topic: &str, requests: &[Request]) {
-    let producer = RepartitionProducer::new(&brokers(), topic, &BTreeMap::new()).expect("producer");
-    let mut deliveries = Vec::with_capacity(requests.len());
-    let mut line = Vec::new();
-    for r in requests {
-        line.clear();
-        render(r, LogFormat::NginxCombined, &mut line);
-        line.pop();
-        let key = r.ip.to_string();
-        deliveries.push(
-            producer
-                .enqueue(key.as_bytes(), &line)
-                .await
-                .expect("enqueue"),
-        );
-    }
-    for d in deliveries {
-        d.await.expect("delivered");
-    }
+    produce_with(topic, requests, |_, r| r.ip.to_string()).await;
 }
 
 fn start(dir: &TempDir, db: &TestDb, topic: &str, group: &str) -> Running {
@@ -107,79 +58,6 @@ listen = "127.0.0.1:{api}"
         &[("GATEWATCH_DATABASE_URL", db.url().to_string())],
         &["--config", config.to_str().expect("utf-8 path")],
     )
-}
-
-/// Every incident in the store, as JSON.
-async fn stored(store: &Arc<dyn IncidentStore>) -> Vec<Value> {
-    let page = store
-        .list(&IncidentQuery {
-            limit: Some(1000),
-            ..IncidentQuery::default()
-        })
-        .await
-        .expect("list incidents");
-    page.incidents
-        .iter()
-        .map(|i| serde_json::to_value(i).expect("json"))
-        .collect()
-}
-
-/// How many stored incidents each attack label has; and incidents that
-/// match no attack.
-fn tally(labels: &[Label], incidents: &[Value]) -> (BTreeMap<String, usize>, Vec<String>) {
-    let mut per_label = BTreeMap::new();
-    let mut stray = Vec::new();
-    for l in labels.iter().filter(|l| l.expect.is_some()) {
-        per_label.insert(l.name.clone(), 0);
-    }
-    for i in incidents {
-        let hit = labels
-            .iter()
-            .find(|l| l.expect.is_some_and(|k| i["kind"] == k) && support::matches(l, i));
-        match hit {
-            Some(l) => *per_label.entry(l.name.clone()).or_default() += 1,
-            None => stray.push(format!("{} {} {}", i["kind"], i["client"], i["summary"])),
-        }
-    }
-    (per_label, stray)
-}
-
-/// One line per incident, for failure messages.
-fn describe(incidents: &[Value]) -> String {
-    incidents
-        .iter()
-        .map(|i| {
-            format!(
-                "{} {} {}..{} {}",
-                i["kind"], i["client"], i["first_seen"], i["last_seen"], i["summary"]
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Waits until every attack has an incident in the store.
-async fn wait_all_found(
-    store: &Arc<dyn IncidentStore>,
-    labels: &[Label],
-    timeout: Duration,
-    gw: &[&Running],
-) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let (per_label, _) = tally(labels, &stored(store).await);
-        if per_label.values().all(|n| *n >= 1) {
-            return;
-        }
-        if Instant::now() > deadline {
-            let logs: Vec<String> = gw.iter().map(|g| g.log()).collect();
-            panic!(
-                "not every attack found within {timeout:?}: {per_label:?}\n{}",
-                logs.join("\n---\n")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
