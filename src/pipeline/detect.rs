@@ -314,7 +314,7 @@ pub struct Parsing {
 
 impl Parsing {
     /// Parses every line of `batch`, handing each event to `each`.
-    fn parse<'b>(&mut self, batch: &'b RecordBatch, mut each: impl FnMut(Event<'b>)) {
+    pub(crate) fn parse<'b>(&mut self, batch: &'b RecordBatch, mut each: impl FnMut(Event<'b>)) {
         let source = usize::from(batch.source);
         let Some(parsers) = self.formats.get(source) else {
             tracing::error!(source, "Batch from an unknown source dropped.");

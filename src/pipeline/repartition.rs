@@ -30,6 +30,7 @@
 //! a retried delivery lands after later ones (detection tolerates
 //! `detection.allowed_lateness_secs` of disorder).
 
+use super::detect::{Parsers, Parsing};
 use super::order::{PartitionMerger, Released};
 use super::stats::PipelineStats;
 use super::SourceFormat;
@@ -40,7 +41,7 @@ use gatewatch_detector::config::ClientKeyMode;
 use gatewatch_detector::{ClientKey, Event};
 use gatewatch_ingest::formats::{self, gatewatch_event::write_event};
 use gatewatch_ingest::sources::repartition::{Delivered, RepartitionError, RepartitionProducer};
-use gatewatch_ingest::{Acknowledge, Format, Origin, ParseError, RecordBatch};
+use gatewatch_ingest::{Acknowledge, Origin, RecordBatch};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::future::Future;
@@ -106,22 +107,6 @@ pub fn client_key(ev: &Event<'_>, mode: ClientKeyMode, ipv6_prefix: u8, out: &mu
 }
 
 /// The parsers of one source: its format, and per-topic formats for Kafka.
-struct SourceParsers {
-    default: Box<dyn Format>,
-    by_topic: Vec<(String, Box<dyn Format>)>,
-}
-
-impl SourceParsers {
-    fn for_origin(&self, origin: &Origin) -> &dyn Format {
-        if let Origin::Kafka { topic, .. } = origin {
-            if let Some((_, f)) = self.by_topic.iter().find(|(t, _)| t.as_str() == &**topic) {
-                return f.as_ref();
-            }
-        }
-        self.default.as_ref()
-    }
-}
-
 /// Events serialised and ready to publish: keys and payloads in two
 /// buffers (no allocation per event).
 #[derive(Default)]
@@ -158,90 +143,6 @@ impl Keyer {
         write_event(ev, &mut enc.payloads);
         enc.spans.push((k0..enc.keys.len(), p0..enc.payloads.len()));
     }
-}
-
-/// Turning lines into events; counts and samples rejected lines exactly as
-/// the detection pipeline does (same counters, same log lines).
-struct Parsing {
-    formats: Vec<SourceParsers>,
-    stats: Arc<PipelineStats>,
-    samples_per_reason: u32,
-    sampled: BTreeMap<(u16, &'static str), u32>,
-}
-
-impl Parsing {
-    fn parse<'b>(&mut self, batch: &'b RecordBatch, mut each: impl FnMut(Event<'b>)) {
-        let source = usize::from(batch.source);
-        let Some(parsers) = self.formats.get(source) else {
-            tracing::error!(source, "Batch from an unknown source dropped.");
-            return;
-        };
-        let format = parsers.for_origin(&batch.origin);
-        let mut parsed = 0u64;
-        let mut newest = 0i64;
-        let mut rejected: BTreeMap<&'static str, u64> = BTreeMap::new();
-        let mut many = Vec::new();
-        let mut accept = |mut ev: Event<'b>| {
-            ev.source = batch.source;
-            parsed += 1;
-            newest = newest.max(ev.ts.millis());
-            each(ev);
-        };
-        for i in 0..batch.len() {
-            let line = batch.line(i);
-            match format.parse(line) {
-                Ok(ev) => accept(ev),
-                Err(ParseError::Batch { .. }) => {
-                    format.parse_many(line, &mut many);
-                    for r in many.drain(..) {
-                        match r {
-                            Ok(ev) => accept(ev),
-                            Err(err) => *rejected.entry(err.reason()).or_insert(0) += 1,
-                        }
-                    }
-                }
-                Err(err) => {
-                    *rejected.entry(err.reason()).or_insert(0) += 1;
-                    let seen = self
-                        .sampled
-                        .entry((batch.source, err.reason()))
-                        .or_insert(0);
-                    if *seen < self.samples_per_reason {
-                        *seen += 1;
-                        log_rejected(batch, i, &err);
-                    }
-                }
-            }
-        }
-        let s = &self.stats.sources[source];
-        s.lines.fetch_add(batch.len() as u64, Relaxed);
-        s.parsed.fetch_add(parsed, Relaxed);
-        s.truncated.fetch_add(u64::from(batch.truncated), Relaxed);
-        if newest > 0 {
-            self.stats.newest_event_ms.fetch_max(newest as u64, Relaxed);
-        }
-        if !rejected.is_empty() {
-            if let Ok(mut m) = s.rejected.lock() {
-                for (reason, n) in rejected {
-                    *m.entry(reason).or_insert(0) += n;
-                }
-            }
-        }
-    }
-}
-
-/// Logs one rejected line with its position and a bounded, escaped excerpt
-/// (attacker-influenced: `{:?}` escapes it).
-fn log_rejected(batch: &RecordBatch, i: usize, err: &ParseError) {
-    let line = batch.line(i);
-    let excerpt = String::from_utf8_lossy(&line[..line.len().min(160)]);
-    tracing::warn!(
-        at = %batch.origin.locate(i),
-        reason = err.reason(),
-        error = %err,
-        excerpt = ?excerpt,
-        "Rejected a log line."
-    );
 }
 
 type Delivery = Pin<Box<dyn Future<Output = Result<Delivered, RepartitionError>> + Send>>;
@@ -305,16 +206,7 @@ pub fn start(
     let build = |k| formats::build(k, &cfg.parser);
     let formats = source_formats
         .iter()
-        .map(|f| {
-            Ok(SourceParsers {
-                default: build(f.default)?,
-                by_topic: f
-                    .by_topic
-                    .iter()
-                    .map(|(t, k)| Ok((t.clone(), build(*k)?)))
-                    .collect::<Result<_, formats::FormatError>>()?,
-            })
-        })
+        .map(|f| Parsers::build(f, build))
         .collect::<Result<Vec<_>, formats::FormatError>>()
         .context("Invalid parser configuration")?;
     let producer = RepartitionProducer::new(
@@ -408,6 +300,16 @@ struct Publisher {
 }
 
 impl Publisher {
+    /// Records the newest event time parsed (for the pipeline-lag metric).
+    fn note_newest(&self, newest_ms: i64) {
+        if newest_ms > 0 {
+            self.parsing
+                .stats
+                .newest_event_ms
+                .fetch_max(newest_ms as u64, Relaxed);
+        }
+    }
+
     async fn run(mut self, mut input: mpsc::Receiver<RecordBatch>, output: mpsc::Sender<InFlight>) {
         loop {
             let wait = self
@@ -433,14 +335,23 @@ impl Publisher {
                         ..
                     } => {
                         let mut events = Vec::with_capacity(batch.len());
-                        self.parsing
-                            .parse(&batch, |ev| events.push(ev.into_owned()));
+                        let mut newest = 0;
+                        self.parsing.parse(&batch, |ev| {
+                            newest = newest.max(ev.ts.millis());
+                            events.push(ev.into_owned());
+                        });
+                        self.note_newest(newest);
                         let lane = (batch.source, topic.clone(), partition);
                         self.merger.push(lane, events, ack, backlog, Instant::now());
                     }
                     _ => {
                         let (keyer, group) = (&mut self.keyer, &mut self.group);
-                        self.parsing.parse(&batch, |ev| keyer.encode(&ev, group));
+                        let mut newest = 0;
+                        self.parsing.parse(&batch, |ev| {
+                            newest = newest.max(ev.ts.millis());
+                            keyer.encode(&ev, group);
+                        });
+                        self.note_newest(newest);
                         drop(batch);
                         if !self.hand_on(ack, &output).await {
                             return;
