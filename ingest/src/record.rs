@@ -3,7 +3,7 @@
 use gatewatch_detector::SourceId;
 use std::fmt;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Called once the effects of a batch (its incidents) are durable; a source
 /// then commits its Kafka offsets or checkpoints its file position. Never
@@ -95,7 +95,8 @@ pub struct RecordBatch {
     pub source: SourceId,
     /// Where the lines came from, for error messages.
     pub origin: Origin,
-    /// The bytes of every line, without line terminators.
+    /// The bytes of every line (with anything between and after them, such
+    /// as line terminators, when a reader filled it in place).
     pub data: Vec<u8>,
     /// Each line's byte range in `data`.
     pub lines: Vec<Range<u32>>,
@@ -104,6 +105,53 @@ pub struct RecordBatch {
     /// Called once the batch's effects are durable; `None` when the source
     /// needs no acknowledgement (replay).
     pub ack: Option<Box<dyn Acknowledge>>,
+    /// Where `data` goes back when the batch is dropped, so a reader fills
+    /// warm buffers instead of faulting in fresh ones for every batch.
+    recycle: Option<Arc<BufferPool>>,
+}
+
+impl Drop for RecordBatch {
+    fn drop(&mut self) {
+        if let Some(pool) = self.recycle.take() {
+            pool.give(std::mem::take(&mut self.data));
+        }
+    }
+}
+
+/// Byte buffers handed back by dropped batches, for the reader that made
+/// them. Holds at most a few: once the pipeline's queues are full, extra
+/// buffers are freed.
+#[derive(Debug)]
+pub struct BufferPool {
+    free: Mutex<Vec<Vec<u8>>>,
+    max_free: usize,
+}
+
+impl BufferPool {
+    /// A pool keeping at most `max_free` idle buffers.
+    pub fn new(max_free: usize) -> BufferPool {
+        BufferPool {
+            free: Mutex::new(Vec::new()),
+            max_free,
+        }
+    }
+
+    /// A buffer of exactly `len` initialised bytes (a recycled one when
+    /// there is one: only its unused tail is zeroed).
+    pub fn take(&self, len: usize) -> Vec<u8> {
+        let recycled = self.free.lock().ok().and_then(|mut free| free.pop());
+        let mut buf = recycled.unwrap_or_default();
+        buf.resize(len, 0);
+        buf
+    }
+
+    fn give(&self, buf: Vec<u8>) {
+        if let Ok(mut free) = self.free.lock() {
+            if free.len() < self.max_free {
+                free.push(buf);
+            }
+        }
+    }
 }
 
 impl RecordBatch {
@@ -116,6 +164,28 @@ impl RecordBatch {
             lines: Vec::with_capacity(bytes / 128),
             truncated: 0,
             ack: None,
+            recycle: None,
+        }
+    }
+
+    /// A batch over bytes a reader filled in place: `lines` are ranges of
+    /// `data`, and `data` returns to `pool` when the batch is dropped.
+    pub fn from_parts(
+        source: SourceId,
+        origin: Origin,
+        data: Vec<u8>,
+        lines: Vec<Range<u32>>,
+        truncated: u32,
+        pool: Arc<BufferPool>,
+    ) -> RecordBatch {
+        RecordBatch {
+            source,
+            origin,
+            data,
+            lines,
+            truncated,
+            ack: None,
+            recycle: Some(pool),
         }
     }
 
@@ -146,9 +216,9 @@ impl RecordBatch {
         self.lines.is_empty()
     }
 
-    /// Bytes of line data held.
+    /// Bytes of line data held (up to the end of the last line).
     pub fn bytes(&self) -> usize {
-        self.data.len()
+        self.lines.last().map_or(0, |r| r.end as usize)
     }
 }
 

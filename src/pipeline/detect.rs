@@ -13,9 +13,11 @@
 //! on them.
 //!
 //! Events borrow their strings from their batch's bytes. To cross to the
-//! detection thread without copying them, the parse thread stores each
-//! borrowed string as a byte range of the batch ([`Parked`]) and the
-//! detection thread borrows them again from the batch that travels along.
+//! detection thread, the parse thread copies the event's strings into one
+//! text buffer per batch and keeps their ranges ([`Parked`]); the
+//! detection thread borrows them again from that buffer.
+//! The batch's bytes go back to their reader at once, and the detection
+//! thread never re-checks UTF-8: the buffer is a `String`.
 
 use super::activity::ActivityTracker;
 use super::order::{PartitionMerger, Released};
@@ -26,7 +28,6 @@ use gatewatch_detector::{Engine, Event, EventTime, Finding};
 use gatewatch_ingest::{Acknowledge, Format, FormatKind, Origin, ParseError, RecordBatch};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::ops::Range;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
@@ -67,12 +68,14 @@ impl Parsers {
 
 /// What the parse thread hands the detection thread, in batch order.
 pub enum Parsed {
-    /// A batch's events in line order, their strings parked in the batch.
+    /// A batch's events in line order, their strings parked in `text`.
     Lines {
-        /// The batch (its bytes, and its acknowledgement).
-        batch: RecordBatch,
+        /// The events' strings.
+        text: String,
         /// Its events.
         events: Vec<Parked>,
+        /// The batch's acknowledgement.
+        ack: Option<Box<dyn Acknowledge>>,
     },
     /// A Kafka partition's batch, for the [`PartitionMerger`].
     Partition {
@@ -91,6 +94,8 @@ pub enum Parsed {
 pub struct ParseStage {
     /// Lines to events.
     pub parsing: Parsing,
+    /// Bytes to reserve for a batch's text (the last batch's, and some).
+    pub text_hint: usize,
 }
 
 impl ParseStage {
@@ -117,10 +122,15 @@ impl ParseStage {
                 }
                 _ => {
                     let mut events = Vec::with_capacity(batch.len());
-                    let data = &batch.data;
+                    let mut text = String::with_capacity(self.text_hint);
                     self.parsing
-                        .parse(&batch, |ev| events.push(Parked::park(ev, data)));
-                    Parsed::Lines { batch, events }
+                        .parse(&batch, |ev| events.push(Parked::park(ev, &mut text)));
+                    self.text_hint = text.len() + text.len() / 8;
+                    Parsed::Lines {
+                        text,
+                        events,
+                        ack: batch.ack.take(),
+                    }
                 }
             };
             if output.blocking_send(parsed).is_err() {
@@ -130,94 +140,109 @@ impl ParseStage {
     }
 }
 
-/// One of an event's strings while it crosses threads.
-enum Text {
-    /// Bytes of the batch's data.
-    Span(Range<u32>),
-    /// A string the parser built (unescaped JSON) or a constant.
-    Owned(String),
+/// One of a parked event's strings: a range of its batch's text buffer.
+#[derive(Clone, Copy)]
+struct Span {
+    start: u32,
+    end: u32,
 }
 
-impl Text {
-    fn park(s: Cow<'_, str>, data: &[u8]) -> Text {
-        match s {
-            Cow::Borrowed(b) => {
-                // Where `b` lies in `data`, if it does (else it is a
-                // constant, such as an empty string).
-                let start = (b.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
-                match u32::try_from(start) {
-                    Ok(start) if start as usize + b.len() <= data.len() => {
-                        Text::Span(start..start + b.len() as u32)
-                    }
-                    _ if b.is_empty() => Text::Owned(String::new()),
-                    _ => Text::Owned(b.to_owned()),
-                }
-            }
-            Cow::Owned(s) => Text::Owned(s),
+impl Span {
+    /// An absent optional string.
+    const NONE: Span = Span {
+        start: u32::MAX,
+        end: u32::MAX,
+    };
+
+    /// Copies `s` to the end of `text`.
+    fn park(s: &str, text: &mut String) -> Span {
+        let start = text.len();
+        text.push_str(s);
+        match (u32::try_from(start), u32::try_from(text.len())) {
+            (Ok(start), Ok(end)) => Span { start, end },
+            // Beyond 4 GiB of text in one batch: cannot happen with
+            // bounded batches; an empty string rather than a panic.
+            _ => Span { start: 0, end: 0 },
         }
     }
 
-    fn unpark(self, data: &[u8]) -> Cow<'_, str> {
-        match self {
-            // The range held a `str` when parked, so this never fails.
-            Text::Span(r) => std::str::from_utf8(&data[r.start as usize..r.end as usize])
-                .map_or(Cow::Borrowed(""), Cow::Borrowed),
-            Text::Owned(s) => Cow::Owned(s),
-        }
+    fn park_opt(s: Option<&str>, text: &mut String) -> Span {
+        s.map_or(Span::NONE, |s| Span::park(s, text))
+    }
+
+    fn unpark(self, text: &str) -> Option<Cow<'_, str>> {
+        // A span was cut at string ends when parked, so it is always found.
+        (self.start != u32::MAX).then(|| {
+            Cow::Borrowed(
+                text.get(self.start as usize..self.end as usize)
+                    .unwrap_or(""),
+            )
+        })
+    }
+
+    fn unpark_str(self, text: &str) -> Cow<'_, str> {
+        self.unpark(text).unwrap_or(Cow::Borrowed(""))
     }
 }
 
-/// An event whose borrowed strings are byte ranges of its batch, so it can
-/// be sent to another thread along with the batch, without copying them.
+/// An event whose strings are ranges of its batch's text buffer, so it can
+/// be sent to another thread without an allocation per string; small, as
+/// a batch holds thousands.
 pub struct Parked {
-    /// The event with its strings taken out.
-    event: Event<'static>,
-    identity: Option<Text>,
-    user: Option<Text>,
-    host: Text,
-    path: Text,
-    query: Text,
-    route: Option<Text>,
-    user_agent: Text,
+    ts: EventTime,
+    ip: std::net::IpAddr,
+    method: gatewatch_detector::Method,
+    status: u16,
+    source: gatewatch_detector::SourceId,
+    latency_ms: Option<u32>,
+    bytes: u64,
+    identity: Span,
+    user: Span,
+    host: Span,
+    path: Span,
+    query: Span,
+    route: Span,
+    user_agent: Span,
 }
 
 impl Parked {
-    /// Parks `ev`, parsed from lines of a batch whose bytes are `data`.
-    fn park(ev: Event<'_>, data: &[u8]) -> Parked {
-        let t = |s| Text::park(s, data);
+    /// Parks `ev`, copying its strings to the end of `text`.
+    fn park(ev: Event<'_>, text: &mut String) -> Parked {
         Parked {
-            identity: ev.identity.map(t),
-            user: ev.user.map(t),
-            host: t(ev.host),
-            path: t(ev.path),
-            query: t(ev.query),
-            route: ev.route.map(t),
-            user_agent: t(ev.user_agent),
-            event: Event {
-                identity: None,
-                user: None,
-                host: Cow::Borrowed(""),
-                path: Cow::Borrowed(""),
-                query: Cow::Borrowed(""),
-                route: None,
-                user_agent: Cow::Borrowed(""),
-                ..ev
-            },
+            ts: ev.ts,
+            ip: ev.ip,
+            method: ev.method,
+            status: ev.status,
+            source: ev.source,
+            latency_ms: ev.latency_ms,
+            bytes: ev.bytes,
+            identity: Span::park_opt(ev.identity.as_deref(), text),
+            user: Span::park_opt(ev.user.as_deref(), text),
+            host: Span::park(&ev.host, text),
+            path: Span::park(&ev.path, text),
+            query: Span::park(&ev.query, text),
+            route: Span::park_opt(ev.route.as_deref(), text),
+            user_agent: Span::park(&ev.user_agent, text),
         }
     }
 
-    /// The event again, borrowing from `data` (the bytes it was parked in).
-    fn unpark(self, data: &[u8]) -> Event<'_> {
-        let t = |s: Text| s.unpark(data);
+    /// The event again, borrowing from `text` (the buffer it was parked in).
+    fn unpark(self, text: &str) -> Event<'_> {
         Event {
-            identity: self.identity.map(t),
-            user: self.user.map(t),
-            host: t(self.host),
-            path: t(self.path),
-            query: t(self.query),
-            route: self.route.map(t),
-            user_agent: t(self.user_agent),
-            ..self.event
+            ts: self.ts,
+            ip: self.ip,
+            identity: self.identity.unpark(text),
+            user: self.user.unpark(text),
+            method: self.method,
+            host: self.host.unpark_str(text),
+            path: self.path.unpark_str(text),
+            query: self.query.unpark_str(text),
+            route: self.route.unpark(text),
+            status: self.status,
+            bytes: self.bytes,
+            latency_ms: self.latency_ms,
+            user_agent: self.user_agent.unpark_str(text),
+            source: self.source,
         }
     }
 }
@@ -272,10 +297,9 @@ impl DetectStage {
                     ack,
                     backlog,
                 }) => self.merger.push(lane, events, ack, backlog, Instant::now()),
-                Received::Batch(Parsed::Lines { mut batch, events }) => {
-                    let ack = batch.ack.take();
+                Received::Batch(Parsed::Lines { text, events, ack }) => {
                     for ev in events {
-                        self.detecting.observe(ev.unpark(&batch.data));
+                        self.detecting.observe(ev.unpark(&text));
                     }
                     if !self.detecting.end_batch(ack, &output) {
                         return;

@@ -143,6 +143,7 @@ pub fn start(
             samples_per_reason: cfg.pipeline.rejected_samples_per_reason,
             sampled: BTreeMap::new(),
         },
+        text_hint: 0,
     };
     let parse = std::thread::Builder::new()
         .name("gatewatch-parse".into())
