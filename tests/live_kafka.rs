@@ -45,6 +45,14 @@ topics = ["{topic}"]
 format = "nginx_combined"
 properties = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }}
 
+# The whole suite runs in parallel on two cores: a starved consumer can
+# leave a partition silent for longer than the default 250 ms, and the
+# merger would then move on without it and take its events late (a stray
+# traffic_spike on the crawler was seen once that way). These tests are
+# about replay and sharing partitions, so they wait longer.
+[pipeline]
+partition_idle_ms = 2000
+
 [api]
 listen = "127.0.0.1:{api}"
 "#,
