@@ -9,7 +9,7 @@ mod support;
 
 use gatewatch_alerting::testing::TestDb;
 use gatewatch_loggen::{generate, Label, Request, Scenario};
-use kafka::{brokers, create_topic, describe, produce_with, stored, tally, wait_all_found};
+use kafka::{assert_each_attack_once, brokers, create_topic, produce_with, stored, wait_all_found};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -101,14 +101,7 @@ async fn sigkill_mid_stream_then_restart_leaves_each_attack_exactly_once() {
     let (clean, log) = gw.terminate();
     assert!(clean, "{log}");
 
-    let incidents = stored(&store).await;
-    let (per_label, stray) = tally(&labels, &incidents);
-    assert!(
-        per_label.values().all(|n| *n == 1),
-        "each attack must be exactly one incident: {per_label:?}\n{}",
-        describe(&incidents)
-    );
-    assert!(stray.is_empty(), "incidents about no attacker: {stray:?}");
+    assert_each_attack_once(&labels, &stored(&store).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,10 +162,5 @@ async fn two_instances_in_one_group_find_what_one_finds() {
         one, two,
         "two instances in one group must find what one finds"
     );
-    let (per_label, stray) = tally(&labels, &stored(&shared_store).await);
-    assert!(stray.is_empty(), "incidents about no attacker: {stray:?}");
-    assert!(
-        per_label.values().all(|n| *n == 1),
-        "one attack, one incident, across instances: {per_label:?}"
-    );
+    assert_each_attack_once(&labels, &stored(&shared_store).await);
 }

@@ -16,7 +16,7 @@ mod support;
 
 use gatewatch_alerting::testing::TestDb;
 use gatewatch_loggen::{generate, Scenario};
-use kafka::{brokers, create_topic, describe, produce_with, stored, tally, wait_all_found};
+use kafka::{assert_each_attack_once, brokers, create_topic, produce_with, stored, wait_all_found};
 use std::time::Duration;
 use support::live::{free_port, Running};
 use support::TempDir;
@@ -154,16 +154,5 @@ async fn unkeyed_upstream_through_an_ingest_stage_gives_each_attack_exactly_once
         assert!(clean, "{log}");
     }
 
-    let incidents = stored(&store).await;
-    let (per_label, stray) = tally(&labels, &incidents);
-    assert!(
-        per_label.values().all(|n| *n == 1),
-        "each attack must be exactly one incident: {per_label:?}\n{}",
-        describe(&incidents)
-    );
-    assert!(
-        stray.is_empty(),
-        "incidents about no attacker: {stray:?}\n{}",
-        describe(&incidents)
-    );
+    assert_each_attack_once(&labels, &stored(&store).await);
 }

@@ -1,9 +1,9 @@
 //! The parse-only floor for a whole log file, for `scripts/bench`: read the
 //! file line by line (as `gatewatch replay` does) and only parse each line
 //! into a minimal borrowed struct, nothing else: for Kong with the JSON
-//! library the formats use (`sonic-rs`, the same struct as
-//! `benches/json_floor.rs`), for nginx `combined` with a minimal split
-//! parser. `gatewatch replay` lines/s divided by this is how close the whole
+//! library the formats use (`sonic-rs`, the struct of
+//! `benches/floor/kong.rs`, shared with `benches/json_floor.rs`), for nginx
+//! `combined` with a minimal split parser. `gatewatch replay` lines/s divided by this is how close the whole
 //! pipeline gets to the cost of merely reading the log.
 //!
 //! `cargo run --release -p gatewatch-ingest --example parse_floor -- kong FILE`
@@ -11,53 +11,17 @@
 
 #![allow(clippy::print_stdout)]
 
-use serde::Deserialize;
-use std::borrow::Cow;
 use std::hint::black_box;
 use std::io::BufRead;
 use std::time::Instant;
 
-#[derive(Deserialize)]
-struct Kong<'a> {
-    #[serde(borrow)]
-    client_ip: Cow<'a, str>,
-    started_at: u64,
-    #[serde(borrow)]
-    request: Req<'a>,
-    response: Resp,
-}
-
-#[derive(Deserialize)]
-struct Req<'a> {
-    #[serde(borrow)]
-    method: Cow<'a, str>,
-    #[serde(borrow)]
-    uri: Cow<'a, str>,
-    #[serde(borrow)]
-    headers: Headers<'a>,
-}
-
-#[derive(Deserialize)]
-struct Headers<'a> {
-    #[serde(borrow, rename = "user-agent")]
-    user_agent: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-struct Resp {
-    status: u16,
-}
+#[path = "../benches/floor/kong.rs"]
+mod floor_kong;
+use floor_kong::KongFloor;
 
 fn kong(line: &[u8]) -> Option<usize> {
-    let f: Kong<'_> = sonic_rs::from_slice(line).ok()?;
-    Some(
-        f.client_ip.len()
-            + f.started_at as usize
-            + f.request.method.len()
-            + f.request.uri.len()
-            + f.request.headers.user_agent.len()
-            + usize::from(f.response.status),
-    )
+    let f: KongFloor<'_> = sonic_rs::from_slice(line).ok()?;
+    Some(f.touch())
 }
 
 /// One nginx `combined` line, borrowed.

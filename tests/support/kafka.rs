@@ -109,6 +109,22 @@ pub fn tally(labels: &[Label], incidents: &[Value]) -> (BTreeMap<String, usize>,
     (per_label, stray)
 }
 
+/// Asserts every attack in `labels` is exactly one of `incidents` and no
+/// incident is about something that is not an attack.
+pub fn assert_each_attack_once(labels: &[Label], incidents: &[Value]) {
+    let (per_label, stray) = tally(labels, incidents);
+    assert!(
+        per_label.values().all(|n| *n == 1),
+        "each attack must be exactly one incident: {per_label:?}\n{}",
+        describe(incidents)
+    );
+    assert!(
+        stray.is_empty(),
+        "incidents about no attacker: {stray:?}\n{}",
+        describe(incidents)
+    );
+}
+
 /// One line per incident, for failure messages.
 pub fn describe(incidents: &[Value]) -> String {
     incidents

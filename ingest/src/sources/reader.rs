@@ -76,7 +76,7 @@ pub fn read_batches(
         };
         let short = n < room.len();
         read_total += n as u64;
-        filler.filled(n);
+        filler.add_read(n);
         while filler.split() {
             if !send(filler.ship(source, name)) {
                 return Ok(filler.lines_shipped);
@@ -161,7 +161,8 @@ impl Filler {
         &mut self.buf[self.filled..end]
     }
 
-    fn filled(&mut self, n: usize) {
+    /// Counts `n` more bytes read into `room()`.
+    fn add_read(&mut self, n: usize) {
         self.filled += n;
     }
 
