@@ -312,6 +312,24 @@ pub struct PipelineConfig {
     /// At most this many events wait in that merge; beyond it they are
     /// released in arrival order (bounds memory).
     pub merge_max_events: usize,
+    /// Threads parsing lines (the costliest stage); 0 means one per core.
+    /// Detection sees the same events in the same order whatever the count.
+    pub parse_threads: usize,
+    /// Threads running the per-client detectors, each owning a shard of
+    /// the clients. 1 runs them on the detection thread itself; more adds a
+    /// thread per shard (worth it when detection, not parsing, is the
+    /// bottleneck and there are cores to spare).
+    pub detect_threads: usize,
+}
+
+impl PipelineConfig {
+    /// Parse threads to start: the configured count, or one per core.
+    pub fn parse_threads(&self) -> usize {
+        match self.parse_threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
 }
 
 impl Default for PipelineConfig {
@@ -323,6 +341,8 @@ impl Default for PipelineConfig {
             rejected_samples_per_reason: 5,
             partition_idle_ms: 250,
             merge_max_events: 200_000,
+            parse_threads: 0,
+            detect_threads: 1,
         }
     }
 }

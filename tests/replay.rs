@@ -118,6 +118,39 @@ fn replay_is_deterministic_and_one_attack_is_one_incident() {
     }
 }
 
+/// Parse threads take batches in turn and shard threads split the clients;
+/// neither may change what is found.
+#[test]
+fn thread_counts_do_not_change_incidents() {
+    let dir = TempDir::new("threads");
+    let log = dir.path("eval.log");
+    let (labels, _) = write_log(&Scenario::eval(42, CLIENTS), LogFormat::Kong, &log);
+    let run = |parse: usize, detect: usize| {
+        let cfg = dir.path(&format!("p{parse}d{detect}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "[pipeline]\nbatch_lines = 500\nparse_threads = {parse}\ndetect_threads = {detect}\n"
+            ),
+        )
+        .unwrap();
+        let out = replay(&["--config", cfg.to_str().unwrap(), log.to_str().unwrap()]);
+        latest_by_id(&json_lines(&out.stdout))
+    };
+    let inline = run(1, 1);
+    assert!(
+        score(&labels, &inline).missed.is_empty(),
+        "the baseline run misses attacks"
+    );
+    for (parse, detect) in [(3, 1), (2, 2), (3, 4)] {
+        assert_eq!(
+            run(parse, detect),
+            inline,
+            "{parse} parse and {detect} detection threads changed the incidents"
+        );
+    }
+}
+
 #[test]
 fn bad_lines_are_counted_not_fatal() {
     let dir = TempDir::new("bad");

@@ -1,7 +1,8 @@
 //! Routing events to shards and running the detectors of each shard.
 //!
 //! The [`Router`] sees every event in stream order: it computes the client
-//! key, classifies the request once, keeps the site-wide population figures
+//! key, classifies the request once (or takes the class computed on a
+//! parse thread), keeps the site-wide population figures
 //! and decides which shard owns the event (and, for login traffic, which
 //! shard owns its target). A [`Shard`] holds the detectors' state for the
 //! keys it owns. The binary runs shards on worker threads; [`Engine`] runs
@@ -65,11 +66,19 @@ impl Router {
     /// Routes one event. Call [`Router::take_population_update`] after each
     /// call and broadcast what it returns to every shard before the event.
     pub fn route(&mut self, ev: &Event<'_>) -> Routed {
+        let class = self.classifier.classify(ev);
+        self.route_classified(ev, class)
+    }
+
+    /// [`Router::route`] for an event already classified (by
+    /// [`Classifier::classify`] with the same configuration), so that the
+    /// costliest per-event step can run on other threads, in parallel,
+    /// while routing stays sequential.
+    pub fn route_classified(&mut self, ev: &Event<'_>, class: RequestClass) -> Routed {
         let key = match (self.key_mode, ev.identity.as_deref()) {
             (ClientKeyMode::Identity, Some(id)) if !id.is_empty() => ClientKey::for_identity(id),
             _ => ClientKey::for_ip(ev.ip, self.ipv6_prefix),
         };
-        let class = self.classifier.classify(ev);
         let time = ev.ts.max(self.watermark());
         if ev.ts > self.newest {
             self.newest = ev.ts;
@@ -201,7 +210,19 @@ impl Engine {
 
     /// Detects on one event.
     pub fn observe(&mut self, ev: &Event<'_>, out: &mut Vec<Finding>) {
-        let routed = self.router.route(ev);
+        let class = self.router.classifier.classify(ev);
+        self.observe_classified(ev, class, out);
+    }
+
+    /// [`Engine::observe`] for an event already classified (see
+    /// [`Router::route_classified`]).
+    pub fn observe_classified(
+        &mut self,
+        ev: &Event<'_>,
+        class: RequestClass,
+        out: &mut Vec<Finding>,
+    ) {
+        let routed = self.router.route_classified(ev, class);
         if let Some(view) = self.router.take_population_update() {
             for s in &mut self.shards {
                 s.set_population(view);

@@ -1,9 +1,9 @@
-//! Wiring of the pipeline: sources → parse thread → detection thread →
+//! Wiring of the pipeline: sources → parse threads → detection thread →
 //! incident task.
 //!
 //! ```text
-//! sources ──RecordBatch──▶ parse thread ──Parsed──▶ detect thread ──StageMsg──▶ incident task ──▶ store, sinks
-//!          (bounded)                     (bounded)   route, detect  (bounded)    manager, ack
+//! sources ──RecordBatch──▶ parse threads ──Parsed──▶ detect thread ──StageMsg──▶ incident task ──▶ store, sinks
+//!          (bounded)      (batch i on i mod n)       route, detect  (bounded)    manager, ack
 //! ```
 //! Every channel is bounded, so a slow store slows detection, which slows
 //! the sources (backpressure) instead of growing memory. `replay` and `run`
@@ -13,7 +13,9 @@ pub mod activity;
 pub mod detect;
 pub mod incidents;
 pub mod order;
+pub mod parse;
 pub mod repartition;
+pub mod shards;
 pub mod stats;
 
 use crate::config::Config;
@@ -21,6 +23,7 @@ use crate::sinks::IncidentSink;
 use anyhow::Context;
 use gatewatch_alerting::notify::Routing;
 use gatewatch_alerting::{IncidentManager, IncidentStore, ManagerConfig, Watermark};
+use gatewatch_detector::classify::Classifier;
 use gatewatch_detector::{Engine, Finding};
 use gatewatch_ingest::formats::{self, FormatKind};
 use gatewatch_ingest::{Acknowledge, RecordBatch};
@@ -65,7 +68,7 @@ pub struct Running {
     pub batches: mpsc::Sender<RecordBatch>,
     /// Shared counters.
     pub stats: Arc<PipelineStats>,
-    parse: std::thread::JoinHandle<()>,
+    parse: Vec<std::thread::JoinHandle<()>>,
     detect: std::thread::JoinHandle<()>,
     incidents: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -75,9 +78,12 @@ impl Running {
     pub async fn finish(self) -> anyhow::Result<Arc<PipelineStats>> {
         drop(self.batches);
         let (parse, detect) = (self.parse, self.detect);
-        let (parse, detect) =
-            tokio::task::spawn_blocking(move || (parse.join(), detect.join())).await?;
-        parse.map_err(|_| anyhow::anyhow!("The parse thread panicked"))?;
+        let (parse, detect) = tokio::task::spawn_blocking(move || {
+            let parse: Result<Vec<()>, _> = parse.into_iter().map(|t| t.join()).collect();
+            (parse, detect.join())
+        })
+        .await?;
+        parse.map_err(|_| anyhow::anyhow!("A parse thread panicked"))?;
         detect.map_err(|_| anyhow::anyhow!("The detection thread panicked"))?;
         self.incidents.await??;
         Ok(self.stats)
@@ -116,13 +122,30 @@ pub fn start(
     store: Arc<dyn IncidentStore>,
     outputs: Outputs,
 ) -> anyhow::Result<Running> {
-    let formats = source_formats
-        .iter()
-        .map(|f| detect::Parsers::build(f, |k| formats::build(k, &cfg.parser)))
-        .collect::<Result<Vec<_>, _>>()
-        .context("Invalid parser configuration")?;
-    let engine = Engine::new(&cfg.detection, 1).context("Invalid detection configuration")?;
-    let stats = Arc::new(PipelineStats::new(source_formats.len(), 1));
+    let stats = Arc::new(PipelineStats::new(
+        source_formats.len(),
+        cfg.pipeline.detect_threads.max(1),
+    ));
+    let samples = parse::RejectSamples::default();
+    let parse_stages = (0..cfg.pipeline.parse_threads())
+        .map(|_| -> anyhow::Result<parse::ParseStage> {
+            Ok(parse::ParseStage {
+                parsing: parse::Parsing {
+                    formats: source_formats
+                        .iter()
+                        .map(|f| parse::Parsers::build(f, |k| formats::build(k, &cfg.parser)))
+                        .collect::<Result<Vec<_>, _>>()
+                        .context("Invalid parser configuration")?,
+                    stats: stats.clone(),
+                    samples_per_reason: cfg.pipeline.rejected_samples_per_reason,
+                    sampled: samples.clone(),
+                },
+                classifier: Classifier::new(&cfg.detection)
+                    .context("Invalid detection configuration")?,
+                text_hint: 0,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let manager = IncidentManager::new(
         store,
         ManagerConfig {
@@ -134,42 +157,46 @@ pub fn start(
     );
 
     let (batch_tx, batch_rx) = mpsc::channel::<RecordBatch>(cfg.pipeline.queue_batches);
-    let (parsed_tx, parsed_rx) = mpsc::channel::<detect::Parsed>(cfg.pipeline.queue_batches);
     let (msg_tx, msg_rx) = mpsc::channel::<StageMsg>(cfg.pipeline.queue_batches * 4);
-    let parse_stage = detect::ParseStage {
-        parsing: detect::Parsing {
-            formats,
-            stats: stats.clone(),
-            samples_per_reason: cfg.pipeline.rejected_samples_per_reason,
-            sampled: BTreeMap::new(),
-        },
-        text_hint: 0,
+    let pool = parse::start_pool(parse_stages, batch_rx, cfg.pipeline.queue_batches)
+        .context("Failed to start the parse threads")?;
+    let activity_capacity = if outputs.activity { 10_000 } else { 0 };
+    let detectors = match cfg.pipeline.detect_threads {
+        0 | 1 => detect::Detectors::Inline(detect::InlineDetectors {
+            engine: Engine::new(&cfg.detection, 1).context("Invalid detection configuration")?,
+            activity: (activity_capacity > 0).then(|| {
+                activity::ActivityTracker::new(activity_capacity, cfg.detection.ipv6_prefix)
+            }),
+            findings: Vec::new(),
+            batches: 0,
+        }),
+        n => detect::Detectors::Sharded(
+            shards::ShardPool::start(
+                &cfg.detection,
+                n,
+                stats.clone(),
+                activity_capacity,
+                msg_tx.clone(),
+            )
+            .context("Failed to start detection")?,
+        ),
     };
-    let parse = std::thread::Builder::new()
-        .name("gatewatch-parse".into())
-        .spawn(move || parse_stage.run(batch_rx, parsed_tx))
-        .context("Failed to start the parse thread")?;
     let stage = detect::DetectStage {
         merger: order::PartitionMerger::new(
             std::time::Duration::from_millis(cfg.pipeline.partition_idle_ms),
             cfg.pipeline.merge_max_events,
         ),
         detecting: detect::Detecting {
-            engine,
+            detectors,
             stats: stats.clone(),
             watermark: outputs.watermark,
-            activity: outputs
-                .activity
-                .then(|| activity::ActivityTracker::new(10_000, cfg.detection.ipv6_prefix)),
-            findings: Vec::new(),
             newest: 0,
-            batches: 0,
         },
     };
     let runtime = tokio::runtime::Handle::current();
     let detect = std::thread::Builder::new()
         .name("gatewatch-detect".into())
-        .spawn(move || stage.run(parsed_rx, msg_tx, runtime))
+        .spawn(move || stage.run(pool.output, msg_tx, runtime))
         .context("Failed to start the detection thread")?;
     let incident_stage = incidents::IncidentStage {
         manager,
@@ -182,7 +209,7 @@ pub fn start(
     Ok(Running {
         batches: batch_tx,
         stats,
-        parse,
+        parse: pool.threads,
         detect,
         incidents,
     })

@@ -30,8 +30,8 @@
 //! a retried delivery lands after later ones (detection tolerates
 //! `detection.allowed_lateness_secs` of disorder).
 
-use super::detect::{Parsers, Parsing};
 use super::order::{PartitionMerger, Released};
+use super::parse::{Parsers, Parsing};
 use super::stats::PipelineStats;
 use super::SourceFormat;
 use crate::api::metrics::{MetricSource, MetricsWriter};
@@ -42,7 +42,6 @@ use gatewatch_detector::{ClientKey, Event};
 use gatewatch_ingest::formats::{self, gatewatch_event::write_event};
 use gatewatch_ingest::sources::repartition::{Delivered, RepartitionError, RepartitionProducer};
 use gatewatch_ingest::{Acknowledge, Origin, RecordBatch};
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::ops::Range;
@@ -222,7 +221,7 @@ pub fn start(
             formats,
             stats: stats.clone(),
             samples_per_reason: cfg.pipeline.rejected_samples_per_reason,
-            sampled: BTreeMap::new(),
+            sampled: Default::default(),
         },
         merger: PartitionMerger::new(
             Duration::from_millis(cfg.pipeline.partition_idle_ms),
