@@ -203,9 +203,7 @@ impl InlineDetectors {
         if let Some(a) = &mut self.activity {
             a.observe(ev);
         }
-        for f in &self.findings[before..] {
-            stats.findings[PipelineStats::kind_index(f.kind)].fetch_add(1, Relaxed);
-        }
+        stats.count_findings(&self.findings[before..]);
     }
 
     /// Advances the detectors, publishes counters, and sends activity,
@@ -242,10 +240,7 @@ impl InlineDetectors {
     /// (every few batches: it walks every detector).
     fn publish_tracked(&self, stats: &PipelineStats) {
         for (shard, detectors) in self.engine.stats().iter().enumerate() {
-            let tracked = detectors.iter().map(|d| d.tracked).max().unwrap_or(0);
-            if let Some(g) = stats.tracked_clients.get(shard) {
-                g.store(tracked as u64, Relaxed);
-            }
+            stats.publish_tracked(shard, detectors);
         }
     }
 }

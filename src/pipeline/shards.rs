@@ -32,7 +32,6 @@ use gatewatch_detector::{
     Shard,
 };
 use gatewatch_ingest::Acknowledge;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -229,15 +228,10 @@ impl ShardWorker {
         if let Some(wm) = batch.watermark {
             self.shard.advance(wm, &mut findings);
         }
-        for f in &findings {
-            self.stats.findings[PipelineStats::kind_index(f.kind)].fetch_add(1, Relaxed);
-        }
+        self.stats.count_findings(&findings);
         self.batches += 1;
         if self.batches % 64 == 1 {
-            let tracked = self.shard.stats().iter().map(|d| d.tracked).max();
-            if let Some(g) = self.stats.tracked_clients.get(self.index) {
-                g.store(tracked.unwrap_or(0) as u64, Relaxed);
-            }
+            self.stats.publish_tracked(self.index, &self.shard.stats());
         }
         let activity = match &mut self.activity {
             Some(a) => {

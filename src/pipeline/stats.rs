@@ -59,6 +59,26 @@ impl PipelineStats {
             .unwrap_or(0)
     }
 
+    /// Counts findings by kind.
+    pub fn count_findings(&self, findings: &[gatewatch_detector::Finding]) {
+        for f in findings {
+            self.findings[Self::kind_index(f.kind)].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Sets shard `shard`'s tracked-client gauge from its detectors' sizes
+    /// (the largest table, as that is what the client cap bounds).
+    pub fn publish_tracked(
+        &self,
+        shard: usize,
+        detectors: &[gatewatch_detector::engine::DetectorStats],
+    ) {
+        let tracked = detectors.iter().map(|d| d.tracked).max().unwrap_or(0);
+        if let Some(g) = self.tracked_clients.get(shard) {
+            g.store(tracked as u64, Relaxed);
+        }
+    }
+
     /// Totals over every source: (lines, parsed, truncated, rejected by reason).
     pub fn totals(&self) -> (u64, u64, u64, BTreeMap<&'static str, u64>) {
         let mut rejected = BTreeMap::new();
