@@ -15,8 +15,10 @@
 //! now) are written as fast as the transport takes them; the rate is lines
 //! divided by the time until gatewatch's own `/metrics` counts them all
 //! parsed. For Kafka the topic is filled first and the time runs from the
-//! first parsed line to the last. UDP reports what arrived and what was
-//! dropped.
+//! first parsed line to the last; beside it, a bare rdkafka consumer with
+//! gatewatch's fetch settings drains the same topic, the ceiling that the
+//! broker and client allow on this machine. UDP reports what arrived and
+//! what was dropped.
 //!
 //! Delay: while background traffic flows at `--background-rate` lines/s,
 //! `--attacks` fresh clients each send three sensitive-file probes (the
@@ -60,6 +62,24 @@ struct Args {
     /// Background lines/s during the delay runs.
     #[arg(long, default_value_t = 50_000)]
     background_rate: u64,
+    /// Paths to measure (all when not given), e.g. `--only kafka` while
+    /// profiling one of them.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    only: Vec<Path>,
+}
+
+impl Args {
+    fn measures(&self, path: Path) -> bool {
+        self.only.is_empty() || self.only.contains(&path)
+    }
+}
+
+/// A live path the benchmark can measure.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Path {
+    Tcp,
+    Udp,
+    Kafka,
 }
 
 /// One `gatewatch run` with its own database and ports, whose stdout
@@ -387,6 +407,11 @@ async fn kafka(args: &Args, brokers: &str) -> anyhow::Result<()> {
         d.await?;
     }
     let produced = t0.elapsed().as_secs_f64();
+    let (drain_brokers, drain_topic, lines) = (brokers.to_string(), topic.clone(), args.lines);
+    let bare = tokio::task::spawn_blocking(move || {
+        bare_consumer_rate(&drain_brokers, &drain_topic, lines)
+    })
+    .await??;
     let env = [
         ("GATEWATCH_KAFKA_BROKERS", brokers.to_string()),
         ("GATEWATCH_KAFKA_TOPICS", topic.clone()),
@@ -396,7 +421,7 @@ async fn kafka(args: &Args, brokers: &str) -> anyhow::Result<()> {
     let (first, t1, n) = gw.wait_parsed(args.lines as f64, Duration::from_secs(600));
     let secs = (t1 - first.unwrap_or(t1)).as_secs_f64().max(1e-3);
     println!(
-        "| Kafka ({} partitions) | throughput | {:.0} lines/s consumed ({n:.0} of {} in {secs:.2} s); produced at {:.0} lines/s |",
+        "| Kafka ({} partitions) | throughput | {:.0} lines/s consumed ({n:.0} of {} in {secs:.2} s); produced at {:.0} lines/s; a bare consumer drains {bare:.0} lines/s |",
         args.partitions,
         n / secs,
         args.lines,
@@ -439,14 +464,45 @@ async fn kafka(args: &Args, brokers: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Messages per second a bare rdkafka consumer (its own group, gatewatch's
+/// fetch settings, no processing) drains from `topic`: what the broker and
+/// client allow, for comparison with gatewatch.
+fn bare_consumer_rate(brokers: &str, topic: &str, messages: u64) -> anyhow::Result<f64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{topic}-bare"))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "100")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let (mut got, mut first) = (0u64, None);
+    while got < messages && Instant::now() < deadline {
+        if let Some(msg) = consumer.poll(Duration::from_millis(100)) {
+            msg?;
+            first.get_or_insert_with(Instant::now);
+            got += 1;
+        }
+    }
+    let secs = first.map_or(1e-3, |t: Instant| t.elapsed().as_secs_f64().max(1e-3));
+    Ok(got as f64 / secs)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     println!("| path | measure | result |\n|---|---|---|");
-    syslog_tcp(&args)?;
-    syslog_udp(&args)?;
+    if args.measures(Path::Tcp) {
+        syslog_tcp(&args)?;
+    }
+    if args.measures(Path::Udp) {
+        syslog_udp(&args)?;
+    }
     match &args.kafka {
-        Some(brokers) => kafka(&args, brokers).await?,
+        Some(brokers) if args.measures(Path::Kafka) => kafka(&args, brokers).await?,
+        Some(_) => {}
         None => println!("| Kafka | skipped | no --kafka brokers given |"),
     }
     Ok(())
