@@ -115,6 +115,7 @@ impl fmt::Debug for RequestClass {
 }
 
 /// How the outcome of one login route is read.
+#[derive(Clone)]
 struct LoginRule {
     methods: Vec<Method>,
     failure: Vec<u16>,
@@ -122,6 +123,10 @@ struct LoginRule {
 }
 
 /// Classifies requests by configurable path patterns. See the module docs.
+///
+/// Building one compiles automata (tens of milliseconds); cloning shares
+/// them, so threads that classify clone one classifier.
+#[derive(Clone)]
 pub struct Classifier {
     /// Login globs (pattern ids `0..rules.len()`), then health-check globs.
     routes: Option<Regex>,
@@ -184,20 +189,27 @@ fn build_regex(field: &'static str, globs: &[String]) -> Result<Option<Regex>, C
         return Ok(None);
     }
     let pats: Vec<String> = globs.iter().map(|g| glob_to_regex(g)).collect();
-    for (g, p) in globs.iter().zip(&pats) {
-        // Validate each one with `regex` first, for an error that names it.
-        regex::Regex::new(p).map_err(|source| ConfigError::BadPattern {
-            field,
-            pattern: g.clone(),
-            source,
-        })?;
-    }
-    Regex::new_many(&pats)
-        .map(Some)
-        .map_err(|e| ConfigError::BadList {
-            field,
-            reason: e.to_string(),
-        })
+    Regex::new_many(&pats).map(Some).map_err(|e| {
+        // Compile them one by one only now, for an error that names the
+        // culprit: up front it cost more than the whole set (each `(?i)`
+        // pattern builds its own Unicode case tables), once per thread.
+        globs
+            .iter()
+            .zip(&pats)
+            .find_map(|(g, p)| {
+                regex::Regex::new(p)
+                    .err()
+                    .map(|source| ConfigError::BadPattern {
+                        field,
+                        pattern: g.clone(),
+                        source,
+                    })
+            })
+            .unwrap_or_else(|| ConfigError::BadList {
+                field,
+                reason: e.to_string(),
+            })
+    })
 }
 
 fn build_ac(

@@ -127,6 +127,7 @@ pub fn start(
         cfg.pipeline.detect_threads.max(1),
     ));
     let samples = parse::RejectSamples::default();
+    let classifier = Classifier::new(&cfg.detection).context("Invalid detection configuration")?;
     let parse_stages = (0..cfg.pipeline.parse_threads())
         .map(|_| -> anyhow::Result<parse::ParseStage> {
             Ok(parse::ParseStage {
@@ -140,8 +141,7 @@ pub fn start(
                     samples_per_reason: cfg.pipeline.rejected_samples_per_reason,
                     sampled: samples.clone(),
                 },
-                classifier: Classifier::new(&cfg.detection)
-                    .context("Invalid detection configuration")?,
+                classifier: classifier.clone(),
                 text_hint: 0,
             })
         })

@@ -43,6 +43,10 @@ pub const NAME: &str = "traffic_spike";
 const IN_EPISODE: u8 = 1;
 const SPIKED_THIS_BUCKET: u8 = 2;
 const BY_POPULATION: u8 = 4;
+/// `thr` is a lower bound of the threshold, not the threshold: the tail
+/// search is put off until the count reaches it, which most clients never
+/// do in a bucket.
+const THR_LOWER_BOUND: u8 = 8;
 
 /// Negative-binomial shape (`r`) of the spread assumed between clients.
 const NEW_CLIENT_R: f64 = 4.0;
@@ -148,30 +152,47 @@ impl Params {
         self.pop_thr.0
     }
 
-    fn own_threshold(&self, st: &SpikeState, surge: f64) -> u32 {
+    /// The client's own count threshold, and whether it is exact: when
+    /// `exact` is false and the threshold needs a tail search, a lower
+    /// bound of it instead (the search never answers below the mean).
+    fn own_threshold(&self, st: &SpikeState, surge: f64, exact: bool) -> (u32, bool) {
         let (mean, var) = Self::expected(&st.base, surge);
         let floor = self.cfg.min_events;
         // A near-Poisson client far below the floor cannot reach it by
         // chance: skip the tail search.
         if var <= mean * 1.05 && mean + 12.0 * mean.sqrt() + 12.0 < f64::from(floor) {
-            return floor;
+            return (floor, true);
+        }
+        if !exact {
+            let below_mean = mean.floor().clamp(0.0, f64::from(NEVER - 1)) as u32;
+            return (below_mean.max(floor), false);
         }
         let t = tail_threshold(mean, var, self.cfg.p_value, u64::from(NEVER - 1));
-        u32::try_from(t).unwrap_or(NEVER - 1).max(floor)
+        (u32::try_from(t).unwrap_or(NEVER - 1).max(floor), true)
     }
 
-    fn threshold(&mut self, st: &mut SpikeState, pop: &PopulationView) {
+    /// Sets the client's threshold for the open bucket, or a lower bound of
+    /// it (flagged [`THR_LOWER_BOUND`]) unless `exact`.
+    fn threshold(&mut self, st: &mut SpikeState, pop: &PopulationView, exact: bool) {
         let warmed = st.base.n >= self.cfg.warmup_buckets;
-        if warmed {
-            st.thr = self.own_threshold(st, pop.surge);
+        let (thr, is_exact) = if warmed {
             st.flags &= !BY_POPULATION;
+            self.own_threshold(st, pop.surge, exact)
         } else {
-            let mut thr = self.population_threshold(pop);
-            if thr != NEVER && st.base.n >= 2 {
-                thr = thr.max(self.own_threshold(st, pop.surge));
-            }
-            st.thr = thr;
             st.flags |= BY_POPULATION;
+            let thr = self.population_threshold(pop);
+            if thr != NEVER && st.base.n >= 2 {
+                let (own, own_exact) = self.own_threshold(st, pop.surge, exact);
+                (thr.max(own), own_exact)
+            } else {
+                (thr, true)
+            }
+        };
+        st.thr = thr;
+        if is_exact {
+            st.flags &= !THR_LOWER_BOUND;
+        } else {
+            st.flags |= THR_LOWER_BOUND;
         }
         st.thr_epoch = pop.epoch;
     }
@@ -238,7 +259,12 @@ impl Detector for TrafficSpike {
             st.ep.events = st.ep.events.saturating_add(1);
         }
         if st.thr == 0 || st.thr_epoch != obs.population.epoch {
-            p.threshold(st, obs.population);
+            p.threshold(st, obs.population, false);
+        }
+        // After this, a count below `thr` is below the threshold, and at or
+        // above it `thr` is exact (so `roll` and the evidence see exact).
+        if st.count >= st.thr && st.flags & THR_LOWER_BOUND != 0 {
+            p.threshold(st, obs.population, true);
         }
         if st.count >= st.thr {
             if st.flags & IN_EPISODE == 0 {
@@ -351,4 +377,38 @@ impl Params {
 
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The put-off tail search must never raise the bar: a lower bound that
+    /// exceeded the threshold would hide spikes between the two.
+    #[test]
+    fn threshold_lower_bound_never_exceeds_the_threshold() {
+        let det = TrafficSpike::new(&DetectionConfig::default(), 1);
+        for mean in [0.0f32, 0.3, 2.0, 9.5, 40.0, 61.0, 300.0, 5e4] {
+            for dispersion in [1.0f32, 1.04, 2.0, 30.0] {
+                for surge in [1.0, 3.0] {
+                    let mut st = SpikeState::new(0);
+                    st.base = Ewma {
+                        mean,
+                        var: mean * dispersion,
+                        n: 100,
+                    };
+                    let (lower, lower_exact) = det.p.own_threshold(&st, surge, false);
+                    let (exact, is_exact) = det.p.own_threshold(&st, surge, true);
+                    assert!(is_exact);
+                    assert!(
+                        lower <= exact,
+                        "{mean} {dispersion} {surge}: {lower} > {exact}"
+                    );
+                    if lower_exact {
+                        assert_eq!(lower, exact);
+                    }
+                }
+            }
+        }
+    }
 }
