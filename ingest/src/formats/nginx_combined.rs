@@ -11,8 +11,8 @@
 //! event with [`Method::Invalid`](gatewatch_detector::Method::Invalid),
 //! because scanners sending them is itself the signal.
 
-use super::text::{closing_quote, dash_empty, opt_text, parse_status, parse_u64, secs_to_ms};
-use super::text::{split_request, text};
+use super::text::{closing_quote, opt_text, parse_status, parse_u64, secs_to_ms};
+use super::text::{split_request, Utf8Line};
 use super::{time, trim_line, Format, ParseError};
 use crate::client_ip::ClientResolver;
 use gatewatch_detector::{Event, EventTime};
@@ -47,6 +47,8 @@ impl Format for NginxCombined {
 
 /// The raw fields of one combined-family line, before interpretation.
 pub(crate) struct Clf<'a> {
+    /// The whole line, checked as UTF-8 once for all its fields.
+    line: Utf8Line<'a>,
     vhost: Option<&'a [u8]>,
     client: IpAddr,
     user: Option<&'a [u8]>,
@@ -212,6 +214,7 @@ pub(crate) fn parse_clf<'a>(line: &'a [u8], format: &'static str) -> Result<Clf<
         }
     }
     Ok(Clf {
+        line: Utf8Line::new(line),
         vhost,
         client,
         user,
@@ -249,14 +252,15 @@ impl<'a> Clf<'a> {
         let mut ev = Event::new(EventTime::from_millis(self.ts), self.client.to_canonical());
         let req = split_request(self.request);
         ev.method = req.method;
-        ev.path = text(req.path);
-        ev.query = text(req.query);
+        let line = self.line;
+        ev.path = line.text(req.path);
+        ev.query = line.text(req.query);
         ev.status = self.status;
         ev.bytes = self.bytes;
-        ev.user = self.user.map(text);
-        ev.user_agent = self.ua.map_or(Cow::Borrowed(""), dash_empty);
+        ev.user = self.user.map(|u| line.text(u));
+        ev.user_agent = self.ua.map_or(Cow::Borrowed(""), |ua| line.dash_empty(ua));
         if let Some(h) = self.host.or(self.vhost) {
-            ev.host = dash_empty(h);
+            ev.host = line.dash_empty(h);
         }
         ev.latency_ms = self.request_time.and_then(secs_to_ms);
         let apisix = self.host.is_some();

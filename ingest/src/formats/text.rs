@@ -15,6 +15,53 @@ pub(crate) fn text(b: &[u8]) -> Cow<'_, str> {
     }
 }
 
+/// A line checked as UTF-8 once (one SIMD pass), so that fields cut from
+/// it become text without a check each: per-field checks of short fields
+/// cost more than the whole line's.
+#[derive(Clone, Copy)]
+pub(crate) struct Utf8Line<'a> {
+    bytes: &'a [u8],
+    /// The line as text, when it is valid UTF-8.
+    text: Option<&'a str>,
+}
+
+impl<'a> Utf8Line<'a> {
+    /// Checks `bytes`.
+    #[inline]
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Utf8Line {
+            bytes,
+            text: simdutf8::basic::from_utf8(bytes).ok(),
+        }
+    }
+
+    /// `field`, a part of this line, as text: borrowed from the checked
+    /// line when it can be, else as [`text`] gives it.
+    #[inline]
+    pub(crate) fn text(&self, field: &'a [u8]) -> Cow<'a, str> {
+        let offset = (field.as_ptr() as usize).wrapping_sub(self.bytes.as_ptr() as usize);
+        // `get` refuses a range outside the line or off a char boundary.
+        match self
+            .text
+            .and_then(|t| t.get(offset..offset.checked_add(field.len())?))
+        {
+            Some(s) => Cow::Borrowed(s),
+            None => text(field),
+        }
+    }
+
+    /// The empty string for nginx's `-` placeholder, else the field as
+    /// [`Utf8Line::text`] gives it.
+    #[inline]
+    pub(crate) fn dash_empty(&self, field: &'a [u8]) -> Cow<'a, str> {
+        if field == b"-" {
+            Cow::Borrowed("")
+        } else {
+            self.text(field)
+        }
+    }
+}
+
 /// `None` for the empty field and for the `-` placeholder nginx, Apache and
 /// Envoy write for "no value".
 #[inline]
@@ -23,16 +70,6 @@ pub(crate) fn opt_text(b: &[u8]) -> Option<Cow<'_, str>> {
         None
     } else {
         Some(text(b))
-    }
-}
-
-/// Like [`opt_text`] but gives the empty string instead of `None`.
-#[inline]
-pub(crate) fn dash_empty(b: &[u8]) -> Cow<'_, str> {
-    if b == b"-" {
-        Cow::Borrowed("")
-    } else {
-        text(b)
     }
 }
 
@@ -200,6 +237,25 @@ pub(crate) fn closing_quote(b: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_of_a_checked_line_borrow_and_others_fall_back() {
+        let line = "1.2.3.4 \"GET /ü HTTP/1.1\"".as_bytes();
+        let l = Utf8Line::new(line);
+        let path = &line[13..16];
+        assert!(matches!(l.text(path), Cow::Borrowed("/ü")));
+        assert_eq!(l.dash_empty(&line[..0]), "");
+        // Not a part of the line: checked on its own.
+        let other = b"elsewhere".to_vec();
+        assert_eq!(l.text(&other), "elsewhere");
+        // Cut inside a character: lossy, never a panic.
+        assert_eq!(l.text(&line[13..15]), "/\u{FFFD}");
+        // A line that is not UTF-8: each field on its own.
+        let bad = b"ok \xff bad";
+        let l = Utf8Line::new(bad);
+        assert!(matches!(l.text(&bad[..2]), Cow::Borrowed("ok")));
+        assert_eq!(l.text(&bad[3..4]), "\u{FFFD}");
+    }
 
     #[test]
     fn requests_split_or_are_invalid() {
