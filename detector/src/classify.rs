@@ -333,7 +333,9 @@ impl Classifier {
             class.insert(RequestClass::STATIC);
         }
         let mut owned = false;
-        if let Some(ac) = &self.fragments {
+        // Most paths hold no fragment: a plain search says so for less than
+        // the overlapping one that collects every match.
+        if let Some(ac) = self.fragments.as_ref().filter(|ac| ac.is_match(path)) {
             let end = path.trim_end_matches('/').len();
             for m in ac.find_overlapping_iter(path) {
                 match self.fragment_kind[m.pattern().as_usize()] {
@@ -459,12 +461,11 @@ fn is_id_segment(seg: &str) -> Option<Option<u64>> {
     if b.len() <= 19 && b.iter().all(u8::is_ascii_digit) {
         return Some(seg.parse().ok());
     }
-    let hexish = b.iter().all(|c| c.is_ascii_hexdigit() || *c == b'-');
-    let digits = b.iter().filter(|c| c.is_ascii_digit()).count();
-    if hexish && b.len() >= 16 && digits >= 4 {
-        return Some(None);
-    }
-    None
+    // Cheapest test first: most segments are short words.
+    let long_hex = b.len() >= 16
+        && b.iter().all(|c| c.is_ascii_hexdigit() || *c == b'-')
+        && b.iter().filter(|c| c.is_ascii_digit()).count() >= 4;
+    long_hex.then_some(None)
 }
 
 /// The object a request addresses: the last id-like path segment (all
