@@ -469,12 +469,15 @@ async fn kafka(args: &Args, brokers: &str) -> anyhow::Result<()> {
 /// client allow, for comparison with gatewatch.
 fn bare_consumer_rate(brokers: &str, topic: &str, messages: u64) -> anyhow::Result<f64> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+    let mut config = rdkafka::ClientConfig::new();
+    for (k, v) in gatewatch_ingest::sources::kafka::DEFAULT_PROPERTIES {
+        config.set(*k, *v);
+    }
+    let consumer: BaseConsumer = config
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("{topic}-bare"))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "100")
         .create()?;
     consumer.subscribe(&[topic])?;
     let deadline = Instant::now() + Duration::from_secs(300);

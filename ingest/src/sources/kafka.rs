@@ -217,7 +217,8 @@ pub fn build(
 }
 
 /// librdkafka properties whose defaults gatewatch changes; `properties`
-/// in the config overrides them.
+/// in the config overrides them. Public so that benchmarks consume the way
+/// gatewatch does.
 ///
 /// * `fetch.wait.max.ms` (librdkafka: 500): how long the broker may hold a
 ///   fetch that has no data. Apache Kafka answers as soon as data arrives,
@@ -225,7 +226,7 @@ pub fn build(
 ///   topic; tansu 0.6 holds every fetch for about this long even when data
 ///   is waiting, which capped consumption at ~150,000 messages/s and added
 ///   ~450 ms of delay. 100 ms keeps both well inside the targets.
-const DEFAULT_PROPERTIES: &[(&str, &str)] = &[("fetch.wait.max.ms", "100")];
+pub const DEFAULT_PROPERTIES: &[(&str, &str)] = &[("fetch.wait.max.ms", "100")];
 
 fn client_config(config: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
