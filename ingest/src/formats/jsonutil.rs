@@ -19,6 +19,7 @@ use serde::Deserialize;
 use std::borrow::Cow;
 use std::fmt;
 
+use super::jsonskip::container_end;
 use super::ParseError;
 
 /// Above this many `{`/`[` bytes a line could nest deep enough to overflow
@@ -288,7 +289,10 @@ const SCAN_MAX_DEPTH: u32 = 32;
 /// What the scanner accepts it reads exactly as serde would, so the two
 /// paths give the same events. Outside strings only ASCII is accepted, and
 /// every string with a byte ≥ 0x80 is checked to be UTF-8, so an accepted
-/// line is valid UTF-8 without a separate pass over it.
+/// line is valid UTF-8 without a separate pass over it. The one leniency is
+/// [`pass_over`](Self::pass_over), for containers the caller never reads:
+/// there only brackets, string ends, control bytes and UTF-8 are checked,
+/// not the grammar between them.
 pub(crate) struct Scan<'a> {
     b: &'a [u8],
     i: usize,
@@ -477,6 +481,23 @@ impl<'a> Scan<'a> {
             b'-' | b'0'..=b'9' => self.skip_number(),
             _ => None,
         }
+    }
+
+    /// Moves past a value the caller will never read, `depth` containers
+    /// deep: a container is skimmed a block at a time
+    /// ([`jsonskip`](super::jsonskip): balanced and string-safe, its
+    /// grammar unchecked), anything else — or a container the skim leaves
+    /// alone — is [`skip`](Self::skip)ped token by token.
+    #[inline]
+    pub(crate) fn pass_over(&mut self, depth: u32) -> Option<()> {
+        if matches!(self.peek()?, b'{' | b'[') {
+            let room = SCAN_MAX_DEPTH.saturating_sub(depth);
+            if let Some(end) = container_end(self.b, self.i, room) {
+                self.i = end;
+                return Some(());
+            }
+        }
+        self.skip(depth)
     }
 
     /// Whether only spaces follow.

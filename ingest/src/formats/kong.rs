@@ -238,7 +238,9 @@ impl Kong {
 /// configuration we never read). It builds the same `Line` serde would, and
 /// gives up (`None`) on anything unusual, which then takes the serde path:
 /// escapes in a kept string, numbers as strings, `null`, repeated headers,
-/// duplicate keys, a batch array.
+/// duplicate keys, a batch array. Values it does not read are passed over
+/// ([`Scan::pass_over`]): a line whose route or service object is balanced
+/// but not valid JSON is read here where serde would refuse it.
 mod fast {
     use super::*;
 
@@ -280,7 +282,7 @@ mod fast {
             b"consumer" => set_once(&mut l.consumer, consumer(sc)),
             b"authenticated_entity" => set_once(&mut l.authenticated_entity, entity(sc)),
             b"route" => set_once(&mut l.route, route(sc)),
-            _ => sc.skip(1),
+            _ => sc.pass_over(1),
         })?;
         sc.at_end().then_some(l)
     }
@@ -292,7 +294,7 @@ mod fast {
             b"uri" => set_once(&mut r.uri, jstr(sc)),
             b"url" => set_once(&mut r.url, jstr(sc)),
             b"headers" => set_once(&mut r.headers, headers(sc)),
-            _ => sc.skip(2),
+            _ => sc.pass_over(2),
         })?;
         Some(r)
     }
@@ -303,7 +305,7 @@ mod fast {
             b"host" => set_once(&mut h.host, header(sc)),
             b"user-agent" => set_once(&mut h.user_agent, header(sc)),
             b"x-forwarded-for" => set_once(&mut h.x_forwarded_for, header(sc)),
-            _ => sc.skip(3),
+            _ => sc.pass_over(3),
         })?;
         Some(h)
     }
@@ -313,7 +315,7 @@ mod fast {
         sc.object(|sc, key| match key {
             b"status" => set_once(&mut r.status, num(sc)),
             b"size" => set_once(&mut r.size, num(sc)),
-            _ => sc.skip(2),
+            _ => sc.pass_over(2),
         })?;
         Some(r)
     }
@@ -322,7 +324,7 @@ mod fast {
         let mut l = Latencies::default();
         sc.object(|sc, key| match key {
             b"request" => set_once(&mut l.request, num(sc)),
-            _ => sc.skip(2),
+            _ => sc.pass_over(2),
         })?;
         Some(l)
     }
@@ -333,7 +335,7 @@ mod fast {
             b"username" => set_once(&mut c.username, jstr(sc)),
             b"custom_id" => set_once(&mut c.custom_id, jstr(sc)),
             b"id" => set_once(&mut c.id, jstr(sc)),
-            _ => sc.skip(2),
+            _ => sc.pass_over(2),
         })?;
         Some(c)
     }
@@ -342,7 +344,7 @@ mod fast {
         let mut e = Entity::default();
         sc.object(|sc, key| match key {
             b"id" => set_once(&mut e.id, jstr(sc)),
-            _ => sc.skip(2),
+            _ => sc.pass_over(2),
         })?;
         Some(e)
     }
@@ -352,7 +354,7 @@ mod fast {
         sc.object(|sc, key| match key {
             b"name" => set_once(&mut r.name, jstr(sc)),
             b"paths" => set_once(&mut r.paths, paths(sc)),
-            _ => sc.skip(2),
+            _ => sc.pass_over(2),
         })?;
         Some(r)
     }
@@ -466,6 +468,12 @@ mod tests {
         for line in declined {
             assert!(fast::line(line.as_bytes()).is_none(), "{line}");
         }
+        // Values the fast path does not read are only skimmed: a balanced
+        // but ungrammatical service object is read past here (serde refuses
+        // the line), and gives the event the well-formed line gives.
+        let sloppy = V34.replace(r#""service":{"host""#, r#""service":{"x" 1,"host""#);
+        assert_eq!(serde_event(&sloppy), None);
+        assert_eq!(fast_event(&sloppy), fast_event(V34));
         // A header named like a top-level key stays a header.
         let spoof = V34.replace("\"accept\":\"*/*\"", "\"client_ip\":\"6.6.6.6\"");
         assert_eq!(fast_event(&spoof), serde_event(&spoof));
