@@ -19,7 +19,7 @@ use serde::Deserialize;
 use std::borrow::Cow;
 use std::fmt;
 
-use super::jsonskip::container_end;
+use super::jsonsimd::{container_end, string_stops};
 use super::ParseError;
 
 /// Above this many `{`/`[` bytes a line could nest deep enough to overflow
@@ -281,39 +281,32 @@ const SCAN_MAX_DEPTH: u32 = 32;
 /// fast paths of the JSON formats (serde's visitor machinery costs several
 /// times the bytes it reads on a 1.6 KB Kong line).
 ///
-/// It accepts only plain input: no control bytes anywhere (so whitespace
-/// between tokens is spaces), no `\u` escapes, nesting under
-/// [`SCAN_MAX_DEPTH`]. On anything else, and on anything the caller does
-/// not expect, methods return `None` and the caller falls back to its serde
-/// path, which decides (accepts, repairs or rejects) exactly as before.
-/// What the scanner accepts it reads exactly as serde would, so the two
-/// paths give the same events. Outside strings only ASCII is accepted, and
-/// every string with a byte ≥ 0x80 is checked to be UTF-8, so an accepted
-/// line is valid UTF-8 without a separate pass over it. The one leniency is
+/// It accepts only plain input: valid UTF-8 (checked once, up front), no
+/// control bytes anywhere (so whitespace between tokens is spaces), no
+/// `\u` escapes, nesting under [`SCAN_MAX_DEPTH`]. On anything else, and on
+/// anything the caller does not expect, methods return `None` and the
+/// caller falls back to its serde path, which decides (accepts, repairs or
+/// rejects) exactly as before. What the scanner accepts it reads exactly as
+/// serde would, so the two paths give the same events. The one leniency is
 /// [`pass_over`](Self::pass_over), for containers the caller never reads:
-/// there only brackets, string ends, control bytes and UTF-8 are checked,
-/// not the grammar between them.
+/// there only brackets, string ends and control bytes are checked, not the
+/// grammar between them.
 pub(crate) struct Scan<'a> {
     b: &'a [u8],
+    /// `b` as text, for borrowing strings without checking each again.
+    text: &'a str,
     i: usize,
 }
 
-/// Eight copies of a byte, for the word-at-a-time string scan.
-const fn splat(b: u8) -> u64 {
-    u64::from_ne_bytes([b; 8])
-}
-
-/// High bit of each byte of `x` that is below `n` (`n` ≤ 0x80); the lowest
-/// flagged byte is exact, which is the one the scan looks at.
-#[inline]
-fn bytes_below(x: u64, n: u8) -> u64 {
-    x.wrapping_sub(splat(n)) & !x & splat(0x80)
-}
-
 impl<'a> Scan<'a> {
-    /// A cursor at the start of `line`.
-    pub(crate) fn new(line: &'a [u8]) -> Scan<'a> {
-        Scan { b: line, i: 0 }
+    /// A cursor at the start of `line`; `None` if it is not UTF-8.
+    pub(crate) fn new(line: &'a [u8]) -> Option<Scan<'a>> {
+        let text = simdutf8::basic::from_utf8(line).ok()?;
+        Some(Scan {
+            b: line,
+            text,
+            i: 0,
+        })
     }
 
     #[inline]
@@ -331,28 +324,25 @@ impl<'a> Scan<'a> {
 
     /// Reads the string at the cursor: the range of its content, and
     /// whether it had an escape. `None` on a `\u` escape (or a bad one),
-    /// a control byte, invalid UTF-8, or a missing closing quote.
+    /// a control byte, or a missing closing quote.
     #[inline]
     fn string(&mut self) -> Option<(usize, usize, bool)> {
         self.eat(b'"')?;
         let b = self.b;
         let start = self.i;
         let mut j = start;
-        let (mut escaped, mut ascii) = (false, true);
+        let mut escaped = false;
         loop {
-            // Eight bytes at a time up to the first quote, backslash,
-            // control byte or non-ASCII byte.
-            while let Some(word) = b.get(j..j + 8) {
-                let x = u64::from_le_bytes(word.try_into().ok()?);
-                let stop = bytes_below(x ^ splat(b'"'), 1)
-                    | bytes_below(x ^ splat(b'\\'), 1)
-                    | bytes_below(x, 0x20)
-                    | (x & splat(0x80));
-                if stop != 0 {
-                    j += (stop.trailing_zeros() / 8) as usize;
-                    break;
+            // Sixteen bytes at a time up to the first quote, backslash or
+            // control byte; byte by byte in a line's last sixteen.
+            while let Some(chunk) = b.get(j..j + 16).and_then(|c| c.try_into().ok()) {
+                match string_stops(chunk) {
+                    0 => j += 16,
+                    stops => {
+                        j += stops.trailing_zeros() as usize;
+                        break;
+                    }
                 }
-                j += 8;
             }
             match *b.get(j)? {
                 b'"' => break,
@@ -364,15 +354,8 @@ impl<'a> Scan<'a> {
                     }
                 }
                 0..=0x1f => return None,
-                0x80.. => {
-                    ascii = false;
-                    j += 1;
-                }
                 _ => j += 1,
             }
-        }
-        if !ascii {
-            std::str::from_utf8(&b[start..j]).ok()?;
         }
         self.i = j + 1;
         Some((start, j, escaped))
@@ -382,7 +365,8 @@ impl<'a> Scan<'a> {
     #[inline]
     pub(crate) fn plain_str(&mut self) -> Option<&'a str> {
         match self.string()? {
-            (start, end, false) => std::str::from_utf8(&self.b[start..end]).ok(),
+            // Quotes are ASCII, so both ends are character boundaries.
+            (start, end, false) => self.text.get(start..end),
             _ => None,
         }
     }
@@ -485,7 +469,7 @@ impl<'a> Scan<'a> {
 
     /// Moves past a value the caller will never read, `depth` containers
     /// deep: a container is skimmed a block at a time
-    /// ([`jsonskip`](super::jsonskip): balanced and string-safe, its
+    /// ([`jsonsimd`](super::jsonsimd): balanced and string-safe, its
     /// grammar unchecked), anything else — or a container the skim leaves
     /// alone — is [`skip`](Self::skip)ped token by token.
     #[inline]
@@ -638,7 +622,7 @@ mod tests {
     #[test]
     fn scan_reads_plain_json_and_gives_up_on_the_rest() {
         let line = br#"{"a": "x", "n":[1,-2.5e+3,true,null,{"k":"v\"w"}],"u":12}"#;
-        let mut sc = Scan::new(line);
+        let mut sc = Scan::new(line).unwrap();
         let (mut a, mut u) = (None, None);
         sc.object(|sc, k| match k {
             b"a" => set_once(&mut a, sc.plain_str()),
@@ -648,30 +632,45 @@ mod tests {
         .unwrap();
         assert!(sc.at_end());
         assert_eq!((a, u), (Some("x"), Some(12.0)));
-        for bad in [
-            &br#"{"a":"\u0041"}"#[..],
-            br#"{"a":01}"#,
+        let skipped = |b: &[u8]| Scan::new(b)?.skip(0);
+        let passed_over = |b: &[u8]| Scan::new(b)?.pass_over(0);
+        let ungrammatical = [
+            &br#"{"a":01}"#[..],
             br#"{"a":1.}"#,
             br#"{"a":tru}"#,
-            b"{\"a\":\"\t\"}",
             br#"{"a":1,}"#,
             br#"{"a" 1}"#,
             br#"{"a":[1 2]}"#,
+        ];
+        for bad in ungrammatical {
+            let shown = String::from_utf8_lossy(bad);
+            assert!(skipped(bad).is_none(), "{shown}");
+            // Passing over an unread container checks its brackets only.
+            assert!(passed_over(bad).is_some(), "{shown}");
+        }
+        for bad in [
+            &br#"{"a":"\u0041"}"#[..],
+            b"{\"a\":\"\t\"}",
+            br#"{"a":[1}"#,
+            br#"{"a":"x}"#,
         ] {
-            let skipped = Scan::new(bad).skip(0);
-            assert!(skipped.is_none(), "{}", String::from_utf8_lossy(bad));
+            let shown = String::from_utf8_lossy(bad);
+            assert!(skipped(bad).is_none(), "{shown}");
+            assert!(passed_over(bad).is_none(), "{shown}");
         }
         let deep = format!("{}1{}", "[".repeat(40), "]".repeat(40));
-        assert!(Scan::new(deep.as_bytes()).skip(0).is_none());
-        // Long strings (the word-at-a-time path), non-ASCII, invalid UTF-8.
+        assert!(skipped(deep.as_bytes()).is_none());
+        assert!(passed_over(deep.as_bytes()).is_none());
+        // Long strings (the sixteen-at-a-time path), non-ASCII, escapes.
         let long = format!("{{\"k\":\"{}é\\\"{}\"}}", "x".repeat(20), "y".repeat(9));
-        assert!(Scan::new(long.as_bytes()).skip(0).is_some());
-        let mut sc = Scan::new(r#"{"k":"0123456789abcdefé"}"#.as_bytes());
+        assert!(skipped(long.as_bytes()).is_some());
+        assert!(passed_over(long.as_bytes()).is_some());
+        let mut sc = Scan::new(r#"{"k":"0123456789abcdefé"}"#.as_bytes()).unwrap();
         let mut k = None;
         sc.object(|sc, _| set_once(&mut k, sc.plain_str())).unwrap();
         assert_eq!(k, Some("0123456789abcdefé"));
-        assert!(Scan::new(b"\"0123456789\xff\"").skip(0).is_none());
-        assert!(Scan::new(b"\"0123456789\x01\"").skip(0).is_none());
+        assert!(Scan::new(b"\"0123456789\xff\"").is_none());
+        assert!(skipped(b"\"0123456789\x01\"").is_none());
         let mut dup = None;
         assert!(set_once(&mut dup, Some(1)).is_some() && set_once(&mut dup, Some(2)).is_none());
     }

@@ -271,7 +271,7 @@ mod fast {
     }
 
     pub(super) fn line(b: &[u8]) -> Option<Line<'_>> {
-        let mut sc = Scan::new(b);
+        let mut sc = Scan::new(b)?;
         let mut l = Line::default();
         sc.object(|sc, key| match key {
             b"client_ip" => set_once(&mut l.client_ip, jstr(sc)),

@@ -27,7 +27,7 @@ pub mod nginx_combined;
 pub mod nginx_json;
 pub mod traefik;
 
-pub(crate) mod jsonskip;
+pub(crate) mod jsonsimd;
 pub(crate) mod jsonutil;
 pub(crate) mod text;
 pub(crate) mod time;

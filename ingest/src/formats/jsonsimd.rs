@@ -1,20 +1,22 @@
-//! Finding where a JSON container ends, 64 bytes at a time, for the values
-//! the [`Scan`](super::jsonutil::Scan) fast path never reads.
+//! The SIMD parts of the [`Scan`](super::jsonutil::Scan) fast path: finding
+//! where a string's plain run ends sixteen bytes at a time, and where a
+//! container the caller never reads ends, 64 bytes at a time.
+//!
+//! Bytes are classified with SIMD compares (`wide`: SSE2 on x86-64, NEON
+//! on aarch64, plain code elsewhere — no `unsafe` in this crate). Both
+//! functions expect a line already checked to be UTF-8, so bytes ≥ 0x80
+//! need no attention here.
 //!
 //! Kong writes ~1.6 KB per request and two thirds of it is route, service
 //! and response-header detail gatewatch does not use; walking that token by
-//! token was the largest single cost of a Kong line. Here each 64-byte
-//! block is classified with SIMD compares (`wide`: SSE2 on x86-64, NEON on
-//! aarch64, plain code elsewhere — no `unsafe` in this crate), the bytes
-//! inside strings are marked from the quote positions (a running XOR), and
-//! brackets outside strings are counted until the container closes (the
-//! JSONSki approach).
-//!
-//! It checks less than the token walk: strings closed, brackets balanced,
-//! no control bytes, nesting bounded. It gives up (`None`) on a backslash
-//! or a byte ≥ 0x80 — escapes and UTF-8 are the token walk's to check —
-//! and the caller then walks the value token by token. It does not check
-//! the grammar between brackets (commas, colons, literals, numbers), so a
+//! token was the largest single cost of a Kong line. [`container_end`]
+//! marks the bytes inside strings from the quote positions (a running XOR)
+//! and counts brackets outside strings until the container closes (the
+//! JSONSki approach). It checks less than the token walk: strings closed,
+//! brackets balanced, no control bytes, nesting bounded. It gives up
+//! (`None`) on a backslash — escapes are the token walk's to check — and
+//! the caller then walks the value token by token. It does not check the
+//! grammar between brackets (commas, colons, literals, numbers), so a
 //! skipped value that is balanced but not JSON is accepted: such a line
 //! cannot come from a gateway's serializer, and no field gatewatch reads
 //! can change meaning through it, because string boundaries are exact.
@@ -32,26 +34,42 @@ struct Classes {
     open: u64,
     /// `}` or `]`.
     close: u64,
-    /// A backslash, a control byte or a byte ≥ 0x80: the block is only
-    /// understood up to the first one.
+    /// A backslash or a control byte: the block is only understood up to
+    /// the first one.
     unusual: u64,
 }
 
+/// Bit `k` set where byte `k` of `v` is `b`.
+#[inline]
+fn eq(v: u8x16, b: u8) -> u32 {
+    v.simd_eq(u8x16::splat(b)).to_bitmask()
+}
+
+/// Bit `k` set where byte `k` of `v` is below 0x20.
+#[inline]
+fn control(v: u8x16) -> u32 {
+    (v & u8x16::splat(0xE0)).simd_eq(u8x16::ZERO).to_bitmask()
+}
+
+/// Bit `k` set where byte `k` ends a string's plain run: a quote, a
+/// backslash or a control byte.
+#[inline]
+pub(crate) fn string_stops(chunk: &[u8; 16]) -> u32 {
+    let v = u8x16::from(*chunk);
+    eq(v, b'"') | eq(v, b'\\') | control(v)
+}
+
 fn classify(block: &[u8; BLOCK]) -> Classes {
-    let eq = |v: u8x16, b: u8| v.simd_eq(u8x16::splat(b)).to_bitmask();
     let mut c = Classes::default();
     for k in 0..BLOCK / 16 {
         let v = u8x16::from(std::array::from_fn::<u8, 16, _>(|i| block[16 * k + i]));
         // `[` and `{` differ only in bit 0x20, as do `]` and `}`.
         let folded = v | u8x16::splat(0x20);
-        let control = (v & u8x16::splat(0xE0)).simd_eq(u8x16::ZERO).to_bitmask();
-        // `to_bitmask` of the bytes themselves is their high bits.
-        let unusual = eq(v, b'\\') | control | v.to_bitmask();
         let shift = 16 * k;
         c.quote |= u64::from(eq(v, b'"')) << shift;
         c.open |= u64::from(eq(folded, b'{')) << shift;
         c.close |= u64::from(eq(folded, b'}')) << shift;
-        c.unusual |= u64::from(unusual) << shift;
+        c.unusual |= u64::from(eq(v, b'\\') | control(v)) << shift;
     }
     c
 }
@@ -81,7 +99,8 @@ fn block_at(b: &[u8], at: usize) -> [u8; BLOCK] {
 
 /// The index just past the container opening at `b[start]` (`{` or `[`),
 /// or `None` when the container nests more than `max_depth` levels, is
-/// cut off, or holds a byte this skim leaves to the token walk.
+/// cut off, or holds a byte this skim leaves to the token walk. `b` must
+/// be UTF-8.
 pub(crate) fn container_end(b: &[u8], start: usize, max_depth: u32) -> Option<usize> {
     // Containers open at the current position; all ones in `in_string`
     // when a string runs on from the previous block.
@@ -131,7 +150,7 @@ mod tests {
     fn classes_and_string_marks() {
         let mut block = [b' '; BLOCK];
         block[..12].copy_from_slice(br#"{"a":["}"]}\"#);
-        block[63] = 0xC3;
+        block[63] = 0x1F;
         let c = classify(&block);
         assert_eq!(c.quote, 1 << 1 | 1 << 3 | 1 << 6 | 1 << 8);
         assert_eq!(c.open, 1 | 1 << 5);
@@ -139,6 +158,13 @@ mod tests {
         assert_eq!(c.unusual, 1 << 11 | 1 << 63);
         // `"a"` and `"}"`: opening quotes and contents, not closing quotes.
         assert_eq!(prefix_xor(c.quote), 1 << 1 | 1 << 2 | 1 << 6 | 1 << 7);
+    }
+
+    #[test]
+    fn string_stops_are_quotes_backslashes_and_control_bytes() {
+        let chunk: &[u8; 16] = b"ab\"c\\d\te\xc3\xa9fghijk";
+        assert_eq!(string_stops(chunk), 1 << 2 | 1 << 4 | 1 << 6);
+        assert_eq!(string_stops(b"0123456789abcdef"), 0);
     }
 
     #[test]
@@ -157,7 +183,6 @@ mod tests {
     fn leaves_what_it_cannot_judge_to_the_token_walk() {
         for s in [
             r#"{"k":"v\"}"}"#,                                // an escape
-            "{\"k\":\"caf\u{e9}\"}",                          // non-ASCII
             "{\"k\":\"\t\"}",                                 // a control byte
             r#"{"k":"v"#,                                     // cut off in a string
             r#"{"k":[1,2}"#,                                  // cut off in brackets
@@ -165,7 +190,8 @@ mod tests {
         ] {
             assert_eq!(end(s), None, "{s}");
         }
-        // An unusual byte after the end does not matter.
-        assert_eq!(end("{\"k\":1} \"caf\u{e9}\""), Some(7));
+        // An unusual byte after the end does not matter; UTF-8 is no concern.
+        assert_eq!(end("{\"k\":1} \"\\\""), Some(7));
+        assert_eq!(end("{\"caf\u{e9}\":1}"), Some(11));
     }
 }
