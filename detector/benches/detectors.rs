@@ -8,6 +8,9 @@
 //! * `engine/mixed`: router and all detectors, one shard inline.
 //! * `engine/new_clients`: every event from a never-seen client (the cost of
 //!   a new client: table insert, eviction at the cap, population sampling).
+//! * `shards/threads_N`: all detectors on pre-routed events split over N
+//!   shards, each on its own thread — whether the per-client work scales
+//!   with cores (the router, sequential, is `router` above).
 //!
 //! Run: `cargo bench -p gatewatch-detector --bench detectors`.
 
@@ -206,5 +209,60 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// What one shard receives: indices into the event stream, with the role
+/// it sees each event in.
+type ShardInput = Vec<(usize, Role)>;
+
+/// Splits the routed stream by shard, as the pipeline's router does before
+/// handing batches to shard threads.
+fn split_by_shard(routed: &[Routed], shards: usize) -> Vec<ShardInput> {
+    let mut inputs = vec![ShardInput::new(); shards];
+    for (i, r) in routed.iter().enumerate() {
+        inputs[r.client_shard].push((i, Role::Client));
+        if let Some(t) = r.target_shard {
+            inputs[t].push((i, Role::Target));
+        }
+    }
+    inputs
+}
+
+/// Runs every shard on its own thread over what it was given.
+fn run_shards(
+    cfg: &DetectionConfig,
+    events: &[Event<'static>],
+    routed: &[Routed],
+    inputs: &[ShardInput],
+) {
+    std::thread::scope(|s| {
+        for input in inputs {
+            s.spawn(move || {
+                let mut shard = Shard::new(cfg, inputs.len()).unwrap();
+                let mut out = Vec::new();
+                for &(i, role) in input {
+                    shard.observe(&events[i], &routed[i], role, &mut out);
+                }
+                black_box(out)
+            });
+        }
+    });
+}
+
+fn shard_scaling(c: &mut Criterion) {
+    let events = mixed_traffic();
+    let cfg = DetectionConfig::default();
+    let mut g = c.benchmark_group("shards");
+    g.throughput(Throughput::Elements(events.len() as u64));
+    g.sample_size(10);
+    for shards in [1, 2] {
+        let mut router = Router::new(&cfg, shards).unwrap();
+        let routed: Vec<Routed> = events.iter().map(|ev| router.route(ev)).collect();
+        let inputs = split_by_shard(&routed, shards);
+        g.bench_function(format!("threads_{shards}"), |b| {
+            b.iter(|| run_shards(&cfg, &events, &routed, &inputs))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, shard_scaling);
 criterion_main!(benches);
