@@ -292,9 +292,9 @@ const SCAN_MAX_DEPTH: u32 = 32;
 /// there only brackets, string ends and control bytes are checked, not the
 /// grammar between them.
 pub(crate) struct Scan<'a> {
-    b: &'a [u8],
-    /// `b` as text, for borrowing strings without checking each again.
+    /// The line, as text so strings are borrowed without checking each.
     text: &'a str,
+    /// The cursor, a byte offset into `text`.
     i: usize,
 }
 
@@ -302,19 +302,21 @@ impl<'a> Scan<'a> {
     /// A cursor at the start of `line`; `None` if it is not UTF-8.
     pub(crate) fn new(line: &'a [u8]) -> Option<Scan<'a>> {
         let text = simdutf8::basic::from_utf8(line).ok()?;
-        Some(Scan {
-            b: line,
-            text,
-            i: 0,
-        })
+        Some(Scan { text, i: 0 })
+    }
+
+    /// The line's bytes, which the scan reads.
+    #[inline]
+    fn b(&self) -> &'a [u8] {
+        self.text.as_bytes()
     }
 
     #[inline]
     fn peek(&mut self) -> Option<u8> {
-        while self.b.get(self.i) == Some(&b' ') {
+        while self.b().get(self.i) == Some(&b' ') {
             self.i += 1;
         }
-        self.b.get(self.i).copied()
+        self.b().get(self.i).copied()
     }
 
     #[inline]
@@ -328,7 +330,7 @@ impl<'a> Scan<'a> {
     #[inline]
     fn string(&mut self) -> Option<(usize, usize, bool)> {
         self.eat(b'"')?;
-        let b = self.b;
+        let b = self.b();
         let start = self.i;
         let mut j = start;
         let mut escaped = false;
@@ -375,7 +377,7 @@ impl<'a> Scan<'a> {
     #[inline]
     fn key(&mut self) -> Option<&'a [u8]> {
         match self.string()? {
-            (start, end, false) => Some(&self.b[start..end]),
+            (start, end, false) => Some(&self.b()[start..end]),
             _ => None,
         }
     }
@@ -385,7 +387,7 @@ impl<'a> Scan<'a> {
     #[inline]
     pub(crate) fn uint(&mut self) -> Option<f64> {
         self.peek()?;
-        let b = self.b;
+        let b = self.b();
         let start = self.i;
         let mut v = 0u64;
         let mut j = start;
@@ -476,7 +478,7 @@ impl<'a> Scan<'a> {
     pub(crate) fn pass_over(&mut self, depth: u32) -> Option<()> {
         if matches!(self.peek()?, b'{' | b'[') {
             let room = SCAN_MAX_DEPTH.saturating_sub(depth);
-            if let Some(end) = container_end(self.b, self.i, room) {
+            if let Some(end) = container_end(self.b(), self.i, room) {
                 self.i = end;
                 return Some(());
             }
@@ -490,14 +492,14 @@ impl<'a> Scan<'a> {
     }
 
     fn literal(&mut self, lit: &[u8]) -> Option<()> {
-        self.b[self.i..]
+        self.b()[self.i..]
             .starts_with(lit)
             .then(|| self.i += lit.len())
     }
 
     /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
     fn skip_number(&mut self) -> Option<()> {
-        let b = self.b;
+        let b = self.b();
         let mut j = self.i;
         let digits = |j: &mut usize| {
             let start = *j;
