@@ -27,7 +27,7 @@ use wide::u8x16;
 const BLOCK: usize = 64;
 
 /// One block's bytes by class: bit `k` stands for byte `k`.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default)]
 struct Classes {
     quote: u64,
     /// `{` or `[`.
@@ -86,15 +86,13 @@ fn prefix_xor(mut x: u64) -> u64 {
 /// The 64 bytes of `b` from `at`, padded with spaces (which no class
 /// includes) past the end.
 fn block_at(b: &[u8], at: usize) -> [u8; BLOCK] {
-    match b.get(at..at + BLOCK) {
-        Some(full) => full.try_into().unwrap_or([b' '; BLOCK]),
-        None => {
-            let mut padded = [b' '; BLOCK];
-            let rest = &b[at.min(b.len())..];
-            padded[..rest.len()].copy_from_slice(rest);
-            padded
-        }
+    if let Some(full) = b.get(at..at + BLOCK).and_then(|s| s.try_into().ok()) {
+        return full;
     }
+    let mut padded = [b' '; BLOCK];
+    let rest = &b[at.min(b.len())..];
+    padded[..rest.len()].copy_from_slice(rest);
+    padded
 }
 
 /// The index just past the container opening at `b[start]` (`{` or `[`),
