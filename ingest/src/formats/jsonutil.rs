@@ -19,6 +19,7 @@ use serde::Deserialize;
 use std::borrow::Cow;
 use std::fmt;
 
+use super::jsonmemo::Memo;
 use super::jsonsimd::{container_end, string_stops};
 use super::ParseError;
 
@@ -486,6 +487,36 @@ impl<'a> Scan<'a> {
         self.skip(depth)
     }
 
+    /// Reads the container at the cursor with `read`, unless `memo` kept
+    /// the same bytes from an earlier line: then the cursor jumps past
+    /// them and the value `read` gave for them comes back instead.
+    /// `read` gets the value's start and returns what it read and what to
+    /// keep (`None`: nothing, when its result cannot be rebuilt from a
+    /// [`Copy`] value).
+    #[inline]
+    pub(crate) fn memoized<T, V: Copy>(
+        &mut self,
+        memo: &mut Memo<V>,
+        read: impl FnOnce(&mut Self, usize) -> Option<(T, Option<V>)>,
+    ) -> Option<Recalled<T, V>> {
+        let container = matches!(self.peek()?, b'{' | b'[');
+        let start = self.i;
+        if let Some((end, value)) = container.then(|| memo.recall(self.b(), start)).flatten() {
+            self.i = end;
+            return Some(Recalled::Kept { start, value });
+        }
+        let (read, keep) = read(self, start)?;
+        if let Some(value) = keep {
+            memo.remember(&self.b()[start..self.i], value);
+        }
+        Some(Recalled::Read(read))
+    }
+
+    /// The whole line, for rebuilding a [`Recalled::Kept`] value's strings.
+    pub(crate) fn text(&self) -> &'a str {
+        self.text
+    }
+
     /// Whether only spaces follow.
     pub(crate) fn at_end(&mut self) -> bool {
         self.peek().is_none()
@@ -535,6 +566,14 @@ impl<'a> Scan<'a> {
         self.i = j;
         Some(())
     }
+}
+
+/// What [`Scan::memoized`] found at the cursor.
+pub(crate) enum Recalled<T, V> {
+    /// Bytes not seen before, read afresh.
+    Read(T),
+    /// Bytes seen before, starting at `start`: the value kept for them.
+    Kept { start: usize, value: V },
 }
 
 /// Fills an optional field once: a second occurrence of a key is a

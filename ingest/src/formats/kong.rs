@@ -102,7 +102,7 @@ struct Entity<'a> {
     id: Option<JStr<'a>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 struct Route<'a> {
     #[serde(borrow)]
     name: Option<JStr<'a>>,
@@ -224,13 +224,16 @@ impl Kong {
             .consumer
             .and_then(|c| c.username.value().or(c.custom_id.value()).or(c.id.value()))
             .or_else(|| l.authenticated_entity.and_then(|e| e.id.value()));
-        ev.route = l.route.and_then(|r| {
-            r.name
-                .value()
-                .or_else(|| r.paths.and_then(HeaderVal::value))
-        });
+        ev.route = l.route.and_then(route_label);
         Ok(ev)
     }
+}
+
+/// What a route contributes to an event: its name, or else its paths.
+fn route_label(r: Route<'_>) -> Option<Cow<'_, str>> {
+    r.name
+        .value()
+        .or_else(|| r.paths.and_then(HeaderVal::value))
 }
 
 /// The fast path: a [`Scan`] over the fields [`Line`] has, skipping the
@@ -241,8 +244,59 @@ impl Kong {
 /// duplicate keys, a batch array. Values it does not read are passed over
 /// ([`Scan::pass_over`]): a line whose route or service object is balanced
 /// but not valid JSON is read here where serde would refuse it.
+///
+/// Route and service objects are Kong's configuration, repeated verbatim
+/// on every request they serve: each thread keeps the ones it has read
+/// ([`Memo`]) and recognises them by comparing bytes instead of walking
+/// them again.
 mod fast {
     use super::*;
+    use crate::formats::jsonmemo::Memo;
+    use crate::formats::jsonutil::Recalled;
+    use std::cell::RefCell;
+
+    thread_local! {
+        /// Route objects read before, with their labels.
+        static ROUTES: RefCell<Memo<Label>> = RefCell::new(Memo::new());
+        /// Service objects passed over before.
+        static SERVICES: RefCell<Memo<()>> = RefCell::new(Memo::new());
+    }
+
+    /// A route's label ([`route_label`]) as a range of the route object's
+    /// bytes, so a memo hit can borrow it from the new line; `None` when
+    /// the route has no label.
+    #[derive(Clone, Copy)]
+    struct Label(Option<(usize, usize)>);
+
+    impl Label {
+        /// The label of `r`, read from the route object at `text[start..]`;
+        /// `None` when the label is not a plain slice of it (paths joined).
+        fn of(r: &Route<'_>, text: &str, start: usize) -> Option<Label> {
+            match route_label(r.clone()) {
+                None => Some(Label(None)),
+                Some(Cow::Borrowed(s)) => {
+                    // Where the borrowed label sits in the line, checked.
+                    let at = (s.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+                    let from = at.checked_sub(start)?;
+                    let range = (from, from + s.len());
+                    (text.get(at..at + s.len()) == Some(s)).then_some(Label(Some(range)))
+                }
+                Some(Cow::Owned(_)) => None,
+            }
+        }
+
+        /// The route, as far as an event needs it, from the same bytes
+        /// at `text[start..]`.
+        fn route(self, text: &str, start: usize) -> Route<'_> {
+            let name = self
+                .0
+                .and_then(|(from, to)| text.get(start + from..start + to));
+            Route {
+                name: name.map(|s| JStr(Cow::Borrowed(s))),
+                paths: None,
+            }
+        }
+    }
 
     fn jstr<'a>(sc: &mut Scan<'a>) -> Option<JStr<'a>> {
         sc.plain_str().map(|s| JStr(Cow::Borrowed(s)))
@@ -282,6 +336,7 @@ mod fast {
             b"consumer" => set_once(&mut l.consumer, consumer(sc)),
             b"authenticated_entity" => set_once(&mut l.authenticated_entity, entity(sc)),
             b"route" => set_once(&mut l.route, route(sc)),
+            b"service" => service(sc),
             _ => sc.pass_over(1),
         })?;
         sc.at_end().then_some(l)
@@ -349,7 +404,43 @@ mod fast {
         Some(e)
     }
 
+    /// The service object, passed over unless seen before.
+    fn service(sc: &mut Scan<'_>) -> Option<()> {
+        SERVICES
+            .with_borrow_mut(|memo| {
+                sc.memoized(memo, |sc, _| {
+                    sc.pass_over(1)?;
+                    Some(((), Some(())))
+                })
+            })
+            .map(drop)
+    }
+
+    /// The route object, read unless seen before.
     fn route<'a>(sc: &mut Scan<'a>) -> Option<Route<'a>> {
+        let found = ROUTES.with_borrow_mut(|memo| {
+            sc.memoized(memo, |sc, start| {
+                let r = route_fields(sc)?;
+                let keep = Label::of(&r, sc.text(), start);
+                Some((r, keep))
+            })
+        })?;
+        Some(match found {
+            Recalled::Read(r) => r,
+            Recalled::Kept { start, value } => value.route(sc.text(), start),
+        })
+    }
+
+    /// How many route and service objects this thread's memos keep.
+    #[cfg(test)]
+    pub(super) fn kept() -> (usize, usize) {
+        (
+            ROUTES.with_borrow(Memo::kept),
+            SERVICES.with_borrow(Memo::kept),
+        )
+    }
+
+    fn route_fields<'a>(sc: &mut Scan<'a>) -> Option<Route<'a>> {
         let mut r = Route::default();
         sc.object(|sc, key| match key {
             b"name" => set_once(&mut r.name, jstr(sc)),
@@ -483,11 +574,70 @@ mod tests {
         );
     }
 
+    /// Kong's 3.4 documentation line: route and service objects long
+    /// enough for the fast path's memo.
+    fn kong_34_line() -> String {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/corpus/kong-docs/file-log-example-3.4.ndjson"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        text.lines().next().unwrap().to_string()
+    }
+
+    /// A route or service object met again is recognised from the memo,
+    /// not walked, and gives what walking it gives — also when only its
+    /// tail changed, and when its label is not a slice of the line.
+    #[test]
+    fn repeated_route_and_service_objects_read_as_when_walked() {
+        let k = Kong::default();
+        let real = kong_34_line();
+        let variants = [
+            real.clone(),
+            real.replace("\"uri\":\"/log\"", "\"uri\":\"/admin\"")
+                .replace("192.168.144.1", "192.168.144.2"),
+            // Same first bytes, a name near the end: a different route.
+            real.replace(
+                "\"path_handling\":\"v0\"",
+                "\"path_handling\":\"v0\",\"name\":\"late\"",
+            ),
+            // Unnamed with two paths: the joined label is not kept.
+            real.replace("[\"/log\"]", "[\"/a\",\"/b\"]"),
+            // A service that differs only in its last field.
+            real.replace(
+                "\"ws_id\":\"54baa5a9-23d6-41e0-9c9a-02434b010b25\"},\"route\"",
+                "\"ws_id\":\"x\"},\"route\"",
+            ),
+        ];
+        for round in 0..2 {
+            for line in &variants {
+                let fast = fast::line(line.as_bytes()).map(|l| k.event(l).map(Event::into_owned));
+                let serde = from_slice::<Line<'_>>(line.as_bytes())
+                    .map(|l| k.event(l).map(Event::into_owned));
+                assert!(fast.is_some(), "round {round}: {line}");
+                assert_eq!(fast, serde, "round {round}: {line}");
+            }
+        }
+        let label = |line: &str| k.parse(line.as_bytes()).unwrap().route.map(Cow::into_owned);
+        assert_eq!(label(&variants[2]).as_deref(), Some("late"));
+        assert_eq!(label(&variants[3]).as_deref(), Some("/a, /b"));
+        // The original route and the late-named one are kept, once each
+        // (a miss on a line already seen would keep a second copy); the
+        // joined label is not kept. Both services are kept.
+        assert_eq!(fast::kept(), (2, 2));
+    }
+
     /// Random one-byte edits of a real line, biased to JSON's structural
     /// bytes: the fast path never panics, and wherever it and serde both
-    /// read the edited line they give the same event.
+    /// read the edited line they give the same event. On the long line
+    /// most edits leave the route or service object as the memo has it.
     #[test]
     fn fast_path_agrees_with_serde_on_edited_lines() {
+        edited_lines_agree(V34);
+        edited_lines_agree(&kong_34_line());
+    }
+
+    fn edited_lines_agree(base: &str) {
         let k = Kong::default();
         let mut seed = 0x9E37_79B9_7F4A_7C15u64;
         let mut next = move || {
@@ -499,7 +649,7 @@ mod tests {
         let bytes = b"{}[]\",:\\ a0\t\xc3";
         let (mut both, mut fast_only) = (0, 0);
         for _ in 0..20_000 {
-            let mut line = V34.as_bytes().to_vec();
+            let mut line = base.as_bytes().to_vec();
             for _ in 0..=next() % 2 {
                 let at = (next() % line.len() as u64) as usize;
                 let b = bytes[(next() % bytes.len() as u64) as usize];

@@ -27,6 +27,7 @@ pub mod nginx_combined;
 pub mod nginx_json;
 pub mod traefik;
 
+pub(crate) mod jsonmemo;
 pub(crate) mod jsonsimd;
 pub(crate) mod jsonutil;
 pub(crate) mod text;
