@@ -135,7 +135,7 @@ pub fn parse_addr(b: &[u8]) -> Option<IpAddr> {
 /// which then takes `std`'s general parser. Nearly every client address a
 /// gateway logs is one of these, and `std`'s parser (which tries IPv4 and
 /// IPv6 in turn) cost ~500 instructions per line.
-fn dotted_quad(b: &[u8]) -> Option<std::net::Ipv4Addr> {
+pub(crate) fn dotted_quad(b: &[u8]) -> Option<std::net::Ipv4Addr> {
     if !(7..=15).contains(&b.len()) {
         return None;
     }

@@ -14,7 +14,7 @@
 use super::text::{closing_quote, opt_text, parse_status, parse_u64, secs_to_ms};
 use super::text::{split_request, Utf8Line};
 use super::{time, trim_line, Format, ParseError};
-use crate::client_ip::ClientResolver;
+use crate::client_ip::{dotted_quad, ClientResolver};
 use gatewatch_detector::{Event, EventTime};
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -72,6 +72,9 @@ fn malformed(format: &'static str, what: &'static str) -> ParseError {
 /// A plain address as `$remote_addr` writes it: no port, no brackets.
 #[inline]
 fn plain_ip(b: &[u8]) -> Option<IpAddr> {
+    if let Some(v4) = dotted_quad(b) {
+        return Some(IpAddr::V4(v4));
+    }
     std::str::from_utf8(b).ok()?.parse::<IpAddr>().ok()
 }
 
