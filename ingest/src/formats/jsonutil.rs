@@ -328,7 +328,7 @@ impl<'a> Scan<'a> {
     /// Reads the string at the cursor: the range of its content, and
     /// whether it had an escape. `None` on a `\u` escape (or a bad one),
     /// a control byte, or a missing closing quote.
-    #[inline]
+    #[inline(always)]
     fn string(&mut self) -> Option<(usize, usize, bool)> {
         self.eat(b'"')?;
         let b = self.b();
