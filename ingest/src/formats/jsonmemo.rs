@@ -105,9 +105,9 @@ impl<V> Memo<V> {
 /// only a failed comparison: a hit always compares the whole container.
 fn hash(head: &[u8; MIN_LEN]) -> u64 {
     const K: u64 = 0x9E37_79B9_7F4A_7C15;
-    head.chunks_exact(8).fold(0u64, |h, w| {
-        let w = u64::from_le_bytes(w.try_into().unwrap_or_default());
-        (h ^ w).wrapping_mul(K).rotate_left(29)
+    let (words, _) = head.as_chunks::<8>();
+    words.iter().fold(0u64, |h, w| {
+        (h ^ u64::from_le_bytes(*w)).wrapping_mul(K).rotate_left(29)
     })
 }
 
