@@ -5,13 +5,19 @@
 //! one multi-pattern regex for login and health-check routes (both are
 //! suffix globs), and one Aho-Corasick DFA for every path fragment list
 //! (privileged routes, sensitive files, attack fragments, owned-object
-//! routes), each scanned once per event. Nothing here allocates per event.
+//! routes), each scanned once per event — or once per path while the path
+//! stays in the classifier's small cache of recent paths (`path_cache`).
+//! Nothing here allocates per event.
 
 use crate::config::{ConfigError, DetectionConfig, LoginRoute};
 use crate::event::{mix64, Event, Method};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use path_cache::PathCache;
 use regex_automata::meta::Regex;
+use std::cell::RefCell;
 use std::fmt;
+
+mod path_cache;
 
 /// What kind of request an event is, as a small bit set.
 ///
@@ -125,7 +131,9 @@ struct LoginRule {
 /// Classifies requests by configurable path patterns. See the module docs.
 ///
 /// Building one compiles automata (tens of milliseconds); cloning shares
-/// them, so threads that classify clone one classifier.
+/// them, so threads that classify clone one classifier. Each clone keeps
+/// its own cache of recent paths' classes, so a classifier is `Send` but
+/// not `Sync`: one per thread.
 #[derive(Clone)]
 pub struct Classifier {
     /// Login globs (pattern ids `0..rules.len()`), then health-check globs.
@@ -141,6 +149,19 @@ pub struct Classifier {
     id_params: Vec<String>,
     basic_auth_failures: bool,
     anonymous_401: bool,
+    /// Classes of recently seen paths; a clone starts with an empty one.
+    paths: RefCell<PathCache>,
+}
+
+/// What a request's path alone says about it: the part of
+/// [`Classifier::classify`] that a busy path repeats on every request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PathClass {
+    /// `STATIC`, `PRIVILEGED`, `SENSITIVE_FILE`, `OBJECT_ID` and
+    /// `OWNED_OBJECT`, as far as the path decides them.
+    class: RequestClass,
+    /// The pattern id of the login or health-check route it matches.
+    route: Option<u32>,
 }
 
 /// Which list a fragment pattern came from.
@@ -313,22 +334,47 @@ impl Classifier {
             id_params: p.id_params.clone(),
             basic_auth_failures: c.basic_auth_failures,
             anonymous_401: c.anonymous_401_burst > 0,
+            paths: RefCell::default(),
         })
     }
 
     /// Classifies one event.
     pub fn classify(&self, ev: &Event<'_>) -> RequestClass {
-        let mut class = RequestClass::NONE;
         let path = ev.path.as_ref();
         if ev.method == Method::Invalid || !(path.starts_with('/') || path == "*") {
             // Not HTTP, or an absolute-URI / garbage request line: nothing
             // else about the "path" is meaningful.
-            class.insert(RequestClass::MALFORMED);
+            let mut class = RequestClass::MALFORMED;
             if self.query_attack.as_ref().is_some_and(|a| a.is_match(path)) {
                 class.insert(RequestClass::SENSITIVE_FILE);
             }
             return class;
         }
+        let seen = self
+            .paths
+            .borrow_mut()
+            .get_or_classify(path, |p| self.classify_path(p));
+        let mut class = seen.class;
+        if !ev.query.is_empty()
+            && self
+                .query_attack
+                .as_ref()
+                .is_some_and(|a| a.is_match(ev.query.as_ref()))
+        {
+            class.insert(RequestClass::SENSITIVE_FILE);
+        }
+        if !class.contains(RequestClass::OBJECT_ID)
+            && param_object_ref(path, &ev.query, &self.id_params).is_some()
+        {
+            class.insert(RequestClass::ID_PARAM);
+        }
+        self.classify_routes(ev, seen.route, &mut class);
+        class
+    }
+
+    /// The path-only part of [`Classifier::classify`].
+    fn classify_path(&self, path: &str) -> PathClass {
+        let mut class = RequestClass::NONE;
         if self.is_static(path) {
             class.insert(RequestClass::STATIC);
         }
@@ -349,35 +395,24 @@ impl Classifier {
                 }
             }
         }
-        if !ev.query.is_empty()
-            && self
-                .query_attack
-                .as_ref()
-                .is_some_and(|a| a.is_match(ev.query.as_ref()))
-        {
-            class.insert(RequestClass::SENSITIVE_FILE);
-        }
-        if let Some(obj) = object_ref(path, &ev.query, &self.id_params) {
-            if obj.from_param {
-                class.insert(RequestClass::ID_PARAM);
-            } else {
-                class.insert(RequestClass::OBJECT_ID);
-                if owned {
-                    class.insert(RequestClass::OWNED_OBJECT);
-                }
+        if path_object_ref(path).is_some() {
+            class.insert(RequestClass::OBJECT_ID);
+            if owned {
+                class.insert(RequestClass::OWNED_OBJECT);
             }
         }
-        self.classify_routes(ev, &mut class);
-        class
-    }
-
-    fn classify_routes(&self, ev: &Event<'_>, class: &mut RequestClass) {
-        let found = self
+        let route = self
             .routes
             .as_ref()
-            .and_then(|re| re.find(ev.path.as_ref()));
-        if let Some(m) = found {
-            let Some(rule) = self.rules.get(m.pattern().as_usize()) else {
+            .and_then(|re| re.find(path))
+            .map(|m| m.pattern().as_u32());
+        PathClass { class, route }
+    }
+
+    /// The login and health-check bits, from the route the path matched.
+    fn classify_routes(&self, ev: &Event<'_>, route: Option<u32>, class: &mut RequestClass) {
+        if let Some(pattern) = route {
+            let Some(rule) = self.rules.get(pattern as usize) else {
                 class.insert(RequestClass::HEALTH_CHECK);
                 return;
             };
@@ -473,7 +508,11 @@ fn is_id_segment(seg: &str) -> Option<Option<u64>> {
 /// parameter. Shared by the classifier and the probing detector so both read
 /// ids the same way.
 pub fn object_ref(path: &str, query: &str, id_params: &[String]) -> Option<ObjectRef> {
-    // Last id-like segment.
+    path_object_ref(path).or_else(|| param_object_ref(path, query, id_params))
+}
+
+/// The last id-like segment of `path`.
+fn path_object_ref(path: &str) -> Option<ObjectRef> {
     let mut end = path.len();
     let bytes = path.as_bytes();
     while end > 0 {
@@ -494,6 +533,11 @@ pub fn object_ref(path: &str, query: &str, id_params: &[String]) -> Option<Objec
         }
         end = start - 1;
     }
+    None
+}
+
+/// The first of `id_params` that `query` gives a value.
+fn param_object_ref(path: &str, query: &str, id_params: &[String]) -> Option<ObjectRef> {
     if query.is_empty() || id_params.is_empty() {
         return None;
     }
@@ -533,6 +577,46 @@ mod tests {
         Classifier::new(&DetectionConfig::default())
             .unwrap()
             .classify(e)
+    }
+
+    /// A path met again is classified from the cache, and the class is
+    /// what a classifier seeing it for the first time gives — whatever the
+    /// method, query, status and user of the request around it.
+    #[test]
+    fn cached_path_classes_match_fresh_ones() {
+        let warm = Classifier::new(&DetectionConfig::default()).unwrap();
+        let paths = [
+            "/login",
+            "/api/v1/login",
+            "/wp-login.php",
+            "/healthz",
+            "/admin/users/42",
+            "/api/users/7/orders",
+            "/static/app.js",
+            "/.env",
+            "/search",
+            "/",
+        ];
+        let queries = ["", "id=5", "q=../../etc/passwd", "user_id=9&x=1"];
+        let mut checked = 0;
+        for round in 0..3 {
+            for (k, path) in paths.iter().enumerate() {
+                for (q, query) in queries.iter().enumerate() {
+                    let method = [Method::Get, Method::Post][(k + q + round) % 2];
+                    let status = [200, 302, 401, 403, 404][(k * 3 + q + round) % 5];
+                    let mut e = ev(method, path, status);
+                    e.query = Cow::Borrowed(query);
+                    if (k + round) % 3 == 0 {
+                        e.user = Some(Cow::Borrowed("bob"));
+                    }
+                    // A clone starts with an empty cache.
+                    assert_eq!(warm.classify(&e), warm.clone().classify(&e), "{e:?}");
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 3 * paths.len() * queries.len());
+        assert_eq!(warm.paths.borrow().kept(), paths.len());
     }
 
     #[test]
