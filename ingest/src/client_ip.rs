@@ -111,16 +111,13 @@ pub fn parse_addr(b: &[u8]) -> Option<IpAddr> {
     if b.is_empty() || b.len() > 64 {
         return None;
     }
-    if let Some(v4) = dotted_quad(b) {
-        return Some(IpAddr::V4(v4));
+    if let Some(ip) = plain_addr(b) {
+        return Some(ip.to_canonical());
     }
     let s = std::str::from_utf8(b).ok()?;
     if let Some(rest) = s.strip_prefix('[') {
         let (inside, _) = rest.split_once(']')?;
         return inside.parse::<IpAddr>().ok().map(|ip| ip.to_canonical());
-    }
-    if let Ok(ip) = s.parse::<IpAddr>() {
-        return Some(ip.to_canonical());
     }
     // `a.b.c.d:port` (one colon): an IPv4 address with a port.
     let (host, port) = s.rsplit_once(':')?;
@@ -130,12 +127,21 @@ pub fn parse_addr(b: &[u8]) -> Option<IpAddr> {
     host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
 }
 
+/// A bare address as `std` reads it (`1.2.3.4`, `2001:db8::1`; no port,
+/// no brackets, no blanks), with plain IPv4 read by [`dotted_quad`] first.
+pub(crate) fn plain_addr(b: &[u8]) -> Option<IpAddr> {
+    if let Some(v4) = dotted_quad(b) {
+        return Some(IpAddr::V4(v4));
+    }
+    std::str::from_utf8(b).ok()?.parse().ok()
+}
+
 /// A plain `a.b.c.d`, read the way `std` reads it (one to three digits
 /// per octet, no leading zeros, at most 255), or `None` for anything else,
 /// which then takes `std`'s general parser. Nearly every client address a
 /// gateway logs is one of these, and `std`'s parser (which tries IPv4 and
 /// IPv6 in turn) cost ~500 instructions per line.
-pub(crate) fn dotted_quad(b: &[u8]) -> Option<std::net::Ipv4Addr> {
+fn dotted_quad(b: &[u8]) -> Option<std::net::Ipv4Addr> {
     if !(7..=15).contains(&b.len()) {
         return None;
     }

@@ -14,7 +14,7 @@
 use super::text::{closing_quote, opt_text, parse_status, parse_u64, secs_to_ms};
 use super::text::{split_request, Utf8Line};
 use super::{time, trim_line, Format, ParseError};
-use crate::client_ip::{dotted_quad, ClientResolver};
+use crate::client_ip::{plain_addr, ClientResolver};
 use gatewatch_detector::{Event, EventTime};
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -69,15 +69,6 @@ fn malformed(format: &'static str, what: &'static str) -> ParseError {
     ParseError::Malformed { format, what }
 }
 
-/// A plain address as `$remote_addr` writes it: no port, no brackets.
-#[inline]
-fn plain_ip(b: &[u8]) -> Option<IpAddr> {
-    if let Some(v4) = dotted_quad(b) {
-        return Some(IpAddr::V4(v4));
-    }
-    std::str::from_utf8(b).ok()?.parse::<IpAddr>().ok()
-}
-
 #[inline]
 fn token(b: &[u8]) -> (&[u8], &[u8]) {
     match memchr::memchr(b' ', b) {
@@ -124,18 +115,18 @@ pub(crate) fn parse_clf<'a>(line: &'a [u8], format: &'static str) -> Result<Clf<
         return Err(ParseError::Empty);
     }
     let (tok0, rest) = token(line);
-    let (vhost, client, rest) = match plain_ip(tok0) {
+    let (vhost, client, rest) = match plain_addr(tok0) {
         Some(ip) => {
             // `10.0.0.1 1.2.3.4 - - [` is a vhost that happens to be an IP.
             let (tok1, rest1) = token(rest);
-            match (tok1 != b"-").then(|| plain_ip(tok1)).flatten() {
+            match (tok1 != b"-").then(|| plain_addr(tok1)).flatten() {
                 Some(ip1) => (Some(tok0), ip1, rest1),
                 None => (None, ip, rest),
             }
         }
         None => {
             let (tok1, rest1) = token(rest);
-            match plain_ip(tok1) {
+            match plain_addr(tok1) {
                 Some(ip) => (Some(tok0), ip, rest1),
                 None if rest.is_empty() => return Err(malformed(format, "single field")),
                 None => {
