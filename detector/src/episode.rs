@@ -10,6 +10,7 @@
 
 use crate::finding::Severity;
 use crate::time::EventTime;
+use std::net::IpAddr;
 
 /// Emission bookkeeping for one episode (24 bytes).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -120,9 +121,148 @@ impl<const N: usize> Samples<N> {
     }
 }
 
+/// The heaviest recent sources behind a many-source attack, in `N` slots
+/// (the space-saving algorithm: a newcomer takes the lightest slot and
+/// inherits its count as possible error, so any source with more than
+/// 1/`N` of the weight is always kept, whatever the number of sources).
+/// Counts halve as time passes ([`decay`](Self::decay)), so an old
+/// attack's sources give way to the current one's. Allocated on the first
+/// failure a key sees.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeavySources<const N: usize> {
+    slots: Vec<HeavySlot>,
+}
+
+/// One kept source: its estimated count, and how much of it may have been
+/// inherited from the source it displaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct HeavySlot {
+    ip: IpAddr,
+    count: u32,
+    error: u32,
+}
+
+impl<const N: usize> HeavySources<N> {
+    /// Counts one event from `ip`.
+    pub fn offer(&mut self, ip: IpAddr) {
+        if let Some(slot) = self.slots.iter_mut().find(|s| s.ip == ip) {
+            slot.count = slot.count.saturating_add(1);
+            return;
+        }
+        if self.slots.len() < N {
+            if self.slots.capacity() == 0 {
+                self.slots.reserve_exact(N);
+            }
+            self.slots.push(HeavySlot {
+                ip,
+                count: 1,
+                error: 0,
+            });
+            return;
+        }
+        // The first lightest slot: ties go the same way on every replay.
+        if let Some(lightest) = self.slots.iter_mut().min_by_key(|s| s.count) {
+            *lightest = HeavySlot {
+                ip,
+                count: lightest.count.saturating_add(1),
+                error: lightest.count,
+            };
+        }
+    }
+
+    /// Halves every count once per elapsed period (`periods` of them),
+    /// forgetting sources whose count reaches zero.
+    pub fn decay(&mut self, periods: u32) {
+        if periods == 0 {
+            return;
+        }
+        for slot in &mut self.slots {
+            slot.count = slot.count.checked_shr(periods).unwrap_or(0);
+            slot.error = slot.error.checked_shr(periods).unwrap_or(0);
+        }
+        self.slots.retain(|s| s.count > 0);
+    }
+
+    /// Up to `n` sources with the (decayed) count each certainly has — its
+    /// estimate minus what it may have inherited —, largest first (ties:
+    /// larger estimate, then slot order). Sources with nothing certain are
+    /// left out: when no source stands out, what remains are the latest.
+    pub fn top(&self, n: usize) -> Vec<(IpAddr, u32)> {
+        let mut ranked: Vec<(IpAddr, u32, u32)> = self
+            .slots
+            .iter()
+            .map(|s| (s.ip, s.count - s.error, s.count))
+            .filter(|&(_, certain, _)| certain > 0)
+            .collect();
+        ranked.sort_by_key(|&(_, certain, count)| std::cmp::Reverse((certain, count)));
+        ranked
+            .into_iter()
+            .take(n)
+            .map(|(ip, certain, _)| (ip, certain))
+            .collect()
+    }
+
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<HeavySlot>()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([192, 0, 2, last])
+    }
+
+    /// 300 one-shot sources with two heavy ones interleaved (20 % and
+    /// 13 % of the events, each above the 1/8 that 8 slots guarantee).
+    fn botnet() -> HeavySources<8> {
+        let mut h = HeavySources::<8>::default();
+        for round in 0..300u32 {
+            h.offer(IpAddr::from([198, 51, (round >> 8) as u8, round as u8]));
+            if round % 10 < 3 {
+                h.offer(ip(1));
+            }
+            if round % 10 < 2 {
+                h.offer(ip(2));
+            }
+        }
+        h
+    }
+
+    #[test]
+    fn heavy_sources_keep_the_heaviest_among_many() {
+        let h = botnet();
+        let top = h.top(2);
+        assert_eq!(
+            top.iter().map(|(a, _)| *a).collect::<Vec<_>>(),
+            vec![ip(1), ip(2)]
+        );
+        // Certain counts never exceed the truth (90 and 60).
+        assert!(top[0].1 <= 90 && top[0].1 > 0, "{top:?}");
+        assert!(top[1].1 <= 60 && top[1].1 > 0, "{top:?}");
+        assert!(h.top(20).len() <= 8);
+        // The same events give the same answer (replays are identical).
+        assert_eq!(h, botnet());
+    }
+
+    #[test]
+    fn heavy_sources_decay_so_the_current_attack_ranks_first() {
+        let mut h = HeavySources::<4>::default();
+        for _ in 0..40 {
+            h.offer(ip(1));
+        }
+        h.decay(3);
+        assert_eq!(h.top(1), vec![(ip(1), 5)]);
+        for _ in 0..8 {
+            h.offer(ip(2));
+        }
+        assert_eq!(h.top(2), vec![(ip(2), 8), (ip(1), 5)]);
+        h.decay(40);
+        assert!(h.top(4).is_empty());
+    }
 
     #[test]
     fn emits_first_then_on_doubling_escalation_or_new_technique() {

@@ -22,6 +22,7 @@ const BLESS_KEYS: &[&str] = &[
     "accounts",
     "sources",
     "account_takeover",
+    "top_sources",
 ];
 
 fn last_per_incident(findings: &[Finding]) -> BTreeMap<(String, String), &Finding> {

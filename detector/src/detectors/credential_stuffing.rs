@@ -37,14 +37,13 @@ use crate::classify::RequestClass;
 use crate::config::{CredentialStuffingConfig, DetectionConfig};
 use crate::detector::{Detector, Observation, Role};
 use crate::detectors::{client_display, hash_str, idle_ms, ms, shard_cap, target_display};
-use crate::episode::{Episode, Samples};
+use crate::episode::{Episode, HeavySources, Samples};
 use crate::event::ClientKey;
 use crate::finding::{Finding, IncidentKind, Severity};
 use crate::table::ClientTable;
 use crate::time::EventTime;
 use crate::window::{bucket_of, BucketWindow, Distinct128, DistinctWindow};
 use serde_json::json;
-use std::net::IpAddr;
 
 /// The detector's name in findings and config.
 pub const NAME: &str = "credential_stuffing";
@@ -63,8 +62,10 @@ const LONG_N: usize = 12;
 const ANON_N: usize = 6;
 /// Width of an anonymous-401 bucket.
 const ANON_MS: i64 = 10_000;
-/// Failing addresses sampled per target.
-const RECENT: usize = 5;
+/// Failing addresses weighed per target ([`HeavySources`] slots).
+const HEAVY_SLOTS: usize = 8;
+/// Heaviest sources reported for a distributed attack.
+const TOP_SOURCES: usize = 5;
 /// Target buckets of failure baseline needed before it is trusted.
 const TARGET_WARMUP: u16 = 30;
 /// Smoothing of the target failure baseline per bucket.
@@ -109,9 +110,9 @@ struct TargetState {
     bucket_sources: Distinct128,
     in_attack: bool,
     ep: Episode,
-    /// The last few distinct failing addresses (a distributed attack has no
-    /// "top" source worth ranking; a sample is what an analyst needs).
-    recent: Vec<IpAddr>,
+    /// The heaviest failing addresses of late (counts halve every short
+    /// bucket), for the analyst to block first.
+    heavy: HeavySources<HEAVY_SLOTS>,
     user_samples: Samples<5>,
 }
 
@@ -443,6 +444,7 @@ impl Params {
                     st.base.update(0.0, TARGET_ALPHA);
                 }
             }
+            st.heavy.decay(sb - st.bucket);
             st.bucket = sb;
             st.bucket_sources = Distinct128::EMPTY;
         }
@@ -460,15 +462,7 @@ impl Params {
             st.users.insert(gen, hash_str(u));
             st.user_samples.offer(u);
         }
-        if !st.recent.contains(&ev.ip) {
-            if st.recent.capacity() == 0 {
-                st.recent.reserve_exact(RECENT);
-            }
-            if st.recent.len() == RECENT {
-                st.recent.remove(0);
-            }
-            st.recent.push(ev.ip);
-        }
+        st.heavy.offer(ev.ip);
 
         let fails_w = st.fails.sum(sb);
         let sources_w = st.sources.estimate(gen);
@@ -518,6 +512,7 @@ impl Params {
             None => (f64::NAN, json!(null)),
         };
         let key = target_display(ev);
+        let top = st.heavy.top(TOP_SOURCES);
         out.push(Finding {
             kind: IncidentKind::CredentialStuffing,
             technique: "distributed",
@@ -527,7 +522,7 @@ impl Params {
                 c.window_secs
             ),
             key,
-            sources: st.recent.iter().rev().copied().collect(),
+            sources: top.iter().map(|(ip, _)| *ip).collect(),
             first_seen: st.ep.start,
             last_seen: now,
             detected_at: now,
@@ -547,7 +542,10 @@ impl Params {
                 "window_secs": c.window_secs,
                 "baseline": baseline,
                 "p_value": if p.is_nan() { json!(null) } else { json!(p) },
-                "sample_sources": st.recent.iter().rev().collect::<Vec<_>>(),
+                "top_sources": top
+                    .iter()
+                    .map(|(ip, weight)| json!({ "ip": ip, "recent_failures": weight }))
+                    .collect::<Vec<_>>(),
                 "sample_users": st.user_samples.items(),
             }),
         });
@@ -626,9 +624,7 @@ impl Detector for CredentialStuffing {
         let tgt_heap: usize = self
             .targets
             .values()
-            .map(|t| {
-                t.recent.capacity() * std::mem::size_of::<IpAddr>() + t.user_samples.heap_bytes()
-            })
+            .map(|t| t.heavy.heap_bytes() + t.user_samples.heap_bytes())
             .sum();
         self.sources.table_bytes() + self.targets.table_bytes() + src_heap + tgt_heap
     }
