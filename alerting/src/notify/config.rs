@@ -683,13 +683,8 @@ impl NotificationsConfig {
                     }
                 }
                 ChannelConfig::Email(c) => {
-                    crate::notify::email::SmtpTarget::parse(c.smtp_url.expose()).map_err(|_| {
-                        ConfigError::Url {
-                            channel: name.clone(),
-                            field: "smtp_url",
-                            expected: "smtp:// or smtps://",
-                        }
-                    })?;
+                    crate::notify::email::SmtpTarget::parse(c.smtp_url.expose())
+                        .map_err(|e| e.into_config_error(&name))?;
                     if c.from.parse::<lettre::message::Mailbox>().is_err() {
                         return Err(ConfigError::Address {
                             channel: name,

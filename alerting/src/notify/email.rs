@@ -17,6 +17,9 @@
 //! `smtp://host[:port]?tls=starttls` (or `required`) STARTTLS required
 //! (port 587), `?tls=opportunistic` STARTTLS when offered, `smtps://host`
 //! implicit TLS (port 465); `user:password@` for AUTH (percent-decoded).
+//! A password never crosses the network in clear text: with `user@`, a
+//! bare `smtp://` means STARTTLS required, and plain or opportunistic
+//! security with a password is refused unless the server is on loopback.
 
 use super::config::{EmailConfig, FormatConfig};
 use super::{ConfigError, Content, Notification, Notifier, NotifyError};
@@ -47,11 +50,37 @@ pub enum SmtpSecurity {
     Implicit,
 }
 
-/// An SMTP URL that does not parse; deliberately says nothing of the URL
+/// An SMTP URL that cannot be used; deliberately says nothing of the URL
 /// (it may hold a password).
 #[derive(Debug, thiserror::Error)]
-#[error("Invalid SMTP URL (expected smtp://host[:port][?tls=starttls|opportunistic] or smtps://host[:port])")]
-pub struct InvalidSmtpUrl;
+pub enum InvalidSmtpUrl {
+    /// Not an SMTP URL at all.
+    #[error("invalid SMTP URL (expected smtp://host[:port][?tls=starttls|opportunistic] or smtps://host[:port])")]
+    Malformed,
+    /// Credentials on a connection that may not be encrypted, to a server
+    /// off this host: anyone on the path could read the password.
+    #[error("an SMTP password may only be sent over TLS (use smtps:// or ?tls=starttls) unless the server is on loopback")]
+    CleartextPassword,
+}
+
+impl InvalidSmtpUrl {
+    /// The configuration error for channel `channel`'s `smtp_url`.
+    pub fn into_config_error(self, channel: &str) -> ConfigError {
+        let channel = channel.to_owned();
+        match self {
+            InvalidSmtpUrl::Malformed => ConfigError::Url {
+                channel,
+                field: "smtp_url",
+                expected: "smtp:// or smtps://",
+            },
+            InvalidSmtpUrl::CleartextPassword => ConfigError::Invalid {
+                channel,
+                field: "smtp_url",
+                problem: "sends a password without TLS to a server off this host (use smtps:// or ?tls=starttls)",
+            },
+        }
+    }
+}
 
 /// A parsed SMTP URL. `Debug` redacts the password.
 #[derive(Clone, PartialEq, Eq)]
@@ -84,11 +113,11 @@ impl SmtpTarget {
     /// Parses an SMTP URL (see the module docs). The error says nothing of
     /// the URL (it may hold a password).
     pub fn parse(url: &str) -> Result<SmtpTarget, InvalidSmtpUrl> {
-        let u = url::Url::parse(url).map_err(|_| InvalidSmtpUrl)?;
+        let u = url::Url::parse(url).map_err(|_| InvalidSmtpUrl::Malformed)?;
         let host = u
             .host_str()
             .filter(|h| !h.is_empty())
-            .ok_or(InvalidSmtpUrl)?;
+            .ok_or(InvalidSmtpUrl::Malformed)?;
         let host = host
             .trim_start_matches('[')
             .trim_end_matches(']')
@@ -97,19 +126,27 @@ impl SmtpTarget {
             .query_pairs()
             .find(|(k, _)| k == "tls")
             .map(|(_, v)| v.to_ascii_lowercase());
+        let with_auth = !u.username().is_empty();
         let security = match (u.scheme(), tls.as_deref()) {
             ("smtps", None | Some("implicit" | "wrapper")) => SmtpSecurity::Implicit,
+            ("smtp", None) if with_auth => SmtpSecurity::StartTls,
             ("smtp", None | Some("none" | "plain")) => SmtpSecurity::Plain,
             ("smtp", Some("starttls" | "required")) => SmtpSecurity::StartTls,
             ("smtp", Some("opportunistic")) => SmtpSecurity::Opportunistic,
-            _ => return Err(InvalidSmtpUrl),
+            _ => return Err(InvalidSmtpUrl::Malformed),
         };
+        // Opportunistic STARTTLS is no protection: whoever can read the
+        // connection can also strip the server's STARTTLS offer.
+        let may_be_clear = matches!(security, SmtpSecurity::Plain | SmtpSecurity::Opportunistic);
+        if with_auth && may_be_clear && !is_loopback(&host) {
+            return Err(InvalidSmtpUrl::CleartextPassword);
+        }
         let port = u.port().unwrap_or(match security {
             SmtpSecurity::Implicit => 465,
             SmtpSecurity::StartTls | SmtpSecurity::Opportunistic => 587,
             SmtpSecurity::Plain => 25,
         });
-        let decode = |s: &str| percent_decode(s).ok_or(InvalidSmtpUrl);
+        let decode = |s: &str| percent_decode(s).ok_or(InvalidSmtpUrl::Malformed);
         let user = (!u.username().is_empty())
             .then(|| decode(u.username()))
             .transpose()?;
@@ -122,6 +159,14 @@ impl SmtpTarget {
             password,
         })
     }
+}
+
+/// Whether `host` (as in a URL, brackets removed) is this machine.
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -170,11 +215,8 @@ impl EmailNotifier {
             channel: config.name.clone(),
             reason,
         };
-        let target = SmtpTarget::parse(config.smtp_url.expose()).map_err(|_| ConfigError::Url {
-            channel: config.name.clone(),
-            field: "smtp_url",
-            expected: "smtp:// or smtps://",
-        })?;
+        let target = SmtpTarget::parse(config.smtp_url.expose())
+            .map_err(|e| e.into_config_error(&config.name))?;
         let tls_params =
             || TlsParameters::new(target.host.clone()).map_err(|e| build(format!("TLS: {e}")));
         let tls = match target.security {
@@ -479,5 +521,39 @@ mod tests {
         assert_eq!((t.port, t.security), (587, SmtpSecurity::StartTls));
         assert!(SmtpTarget::parse("http://mail.example.org").is_err());
         assert!(SmtpTarget::parse("smtp://mail.example.org?tls=bogus").is_err());
+    }
+
+    #[test]
+    fn passwords_only_travel_encrypted() {
+        // With AUTH, a bare smtp:// is STARTTLS required, not plain.
+        let t = SmtpTarget::parse("smtp://user:pass@mail.example.org:587").unwrap();
+        assert_eq!((t.port, t.security), (587, SmtpSecurity::StartTls));
+        let t = SmtpTarget::parse("smtp://user:pass@mail.example.org").unwrap();
+        assert_eq!((t.port, t.security), (587, SmtpSecurity::StartTls));
+        for clear in [
+            "smtp://user:pass@mail.example.org?tls=none",
+            "smtp://user:pass@mail.example.org:25?tls=plain",
+            "smtp://user:pass@192.0.2.7?tls=opportunistic",
+            "smtp://user@[2001:db8::1]?tls=none",
+        ] {
+            let err = SmtpTarget::parse(clear).unwrap_err();
+            assert!(
+                matches!(err, InvalidSmtpUrl::CleartextPassword),
+                "{clear}: {err}"
+            );
+            assert!(!err.to_string().contains("pass@"), "{err}");
+        }
+        // A relay on this host may take AUTH in plain text.
+        for local in [
+            "smtp://user:pass@127.0.0.1:2525?tls=none",
+            "smtp://user:pass@localhost:2525?tls=plain",
+            "smtp://user:pass@[::1]:2525?tls=opportunistic",
+        ] {
+            let t = SmtpTarget::parse(local).unwrap();
+            assert_eq!(t.password.as_ref().map(|p| p.expose()), Some("pass"));
+        }
+        // Without a password nothing secret is at stake.
+        let t = SmtpTarget::parse("smtp://mail.example.org").unwrap();
+        assert_eq!((t.port, t.security), (25, SmtpSecurity::Plain));
     }
 }
