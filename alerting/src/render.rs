@@ -107,18 +107,6 @@ pub fn slack_code(s: &str, max: usize) -> String {
     format!("`{}`", escape_with(s, max, slack_code_char))
 }
 
-/// Lines as a Slack code block (```), escaped like [`slack_code`], at most
-/// `max` characters in all.
-pub fn slack_code_block(lines: &[String], max: usize) -> String {
-    let escaped: Vec<String> = lines
-        .iter()
-        .map(|l| escape_with(l, max, slack_code_char))
-        .collect();
-    let body = escaped.join("\n");
-    let body = truncate(&body, max.saturating_sub(6));
-    format!("```{body}```")
-}
-
 /// Escapes text for HTML element content and attribute values.
 pub fn html(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);

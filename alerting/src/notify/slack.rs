@@ -6,7 +6,10 @@
 //! few evidence lines in a code block, and a link to the incident
 //! (`{public_url}/#/incidents/{id}`). Slack's limits are respected by
 //! construction: header ≤ 150 characters, section text ≤ 3000, fields ≤ 10
-//! of ≤ 2000 each, ≤ 50 blocks (this renderer makes at most 9).
+//! of ≤ 2000 each, ≤ 50 blocks (this renderer makes at most 8). Escaped
+//! text is never cut with a plain [`truncate`], which could leave half an
+//! entity (`&am…`) or an open code span: values are cut by the escaper, and
+//! lists keep or drop whole lines (`code_block`, `whole_lines`).
 //!
 //! Attacker-controlled text goes through [`crate::render`]: values in code
 //! spans or blocks, prose through `slack_text` — so neither `<!channel>`,
@@ -19,8 +22,7 @@ use super::http;
 use super::{ConfigError, Content, Notification, Notifier, NotifyError};
 use crate::outbox::{DigestSummary, IncidentPayload};
 use crate::render::{
-    event_title, evidence_lines, incident_url, incidents_url, slack_code, slack_code_block,
-    slack_text_max, truncate,
+    event_title, evidence_lines, incident_url, incidents_url, slack_code, slack_text_max, truncate,
 };
 use crate::secret::Secret;
 use async_trait::async_trait;
@@ -87,6 +89,61 @@ impl Notifier for SlackNotifier {
         http::insert(&mut headers, "x-gatewatch-attempt", n.attempt.to_string());
         http::post_json(&self.client, &self.url, headers, body).await
     }
+}
+
+/// Evidence lines as one code block of at most `max` characters. Each line
+/// is escaped on its own (as in a code span); the first that does not fit
+/// whole is cut by the escaper, which never splits an entity, and ends the
+/// block. (Cutting the escaped text afterwards could split `&amp;`.)
+fn code_block(lines: &[String], max: usize) -> String {
+    const FENCES: usize = 6;
+    let inner = |span: String| span[1..span.len() - 1].to_owned();
+    let mut room = max.saturating_sub(FENCES);
+    let mut body: Vec<String> = Vec::new();
+    for line in lines {
+        let newline = usize::from(!body.is_empty());
+        if room <= newline {
+            break;
+        }
+        let whole = inner(slack_code(line, usize::MAX));
+        let len = whole.chars().count();
+        if newline + len > room {
+            body.push(inner(slack_code(line, room - newline)));
+            break;
+        }
+        room -= newline + len;
+        body.push(whole);
+    }
+    format!("```{}```", body.join("\n"))
+}
+
+/// Escaped lines, as many as fit in `max` characters, then `+N more` for
+/// the rest: a line is kept or dropped, never cut (a cut could split an
+/// entity or leave a code span open). Room for the `+N more` line is kept
+/// free while lines remain.
+fn whole_lines(lines: &[String], max: usize) -> String {
+    let more = |left: usize| format!("+{left} more");
+    let mut out = String::new();
+    let mut used = 0;
+    for (k, line) in lines.iter().enumerate() {
+        let left = lines.len() - k - 1;
+        let need = usize::from(k > 0) + line.chars().count();
+        let tail = if left > 0 { 1 + more(left).len() } else { 0 };
+        if used + need + tail > max {
+            if k == 0 {
+                return truncate(&more(lines.len()), max);
+            }
+            out.push('\n');
+            out.push_str(&more(lines.len() - k));
+            return out;
+        }
+        if k > 0 {
+            out.push('\n');
+        }
+        out.push_str(line);
+        used += need;
+    }
+    out
 }
 
 fn section(text: String) -> Value {
@@ -182,7 +239,7 @@ fn incident_blocks(
     if !lines.is_empty() {
         blocks.push(section(format!(
             "*Evidence*\n{}",
-            slack_code_block(&lines, MAX_SECTION_TEXT - 20)
+            code_block(&lines, MAX_SECTION_TEXT - 20)
         )));
     }
     if let Some(note) = &p.note {
@@ -203,10 +260,11 @@ fn counts(map: &std::collections::BTreeMap<String, u64>) -> String {
     if map.is_empty() {
         return "–".into();
     }
-    map.iter()
+    let lines: Vec<String> = map
+        .iter()
         .map(|(k, v)| format!("{}: {v}", slack_code(k, 60)))
-        .collect::<Vec<_>>()
-        .join("\n")
+        .collect();
+    whole_lines(&lines, MAX_FIELD_TEXT - 20)
 }
 
 fn digest_blocks(
@@ -246,9 +304,332 @@ fn digest_blocks(
         ]}),
         section(format!(
             "*Top clients*\n{}",
-            truncate(&top.join("\n"), MAX_SECTION_TEXT - 20)
+            whole_lines(&top, MAX_SECTION_TEXT - 20)
         )),
         section(format!("<{}|Open the incident list>", incidents_url(public_url))),
     ];
     (text, blocks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::incident::{Incident, IncidentStatus};
+    use crate::outbox::{ClientCount, NotifyEvent};
+    use gatewatch_detector::{EventTime, IncidentKind, Severity};
+    use std::collections::BTreeMap;
+    use uuid::Uuid;
+
+    const PUBLIC_URL: &str = "https://gw.example.org/";
+
+    /// Everything Slack would act on, and 2-, 3- and 4-byte characters, so
+    /// that cuts land on entities and inside multi-byte characters.
+    const NASTY: &str = "é€😀 & <!channel> <!here> <@U123> <http://x|y> *b* _i_ ~s~ `c`\r\n";
+
+    fn nasty(chars: usize) -> String {
+        NASTY.chars().cycle().take(chars).collect()
+    }
+
+    /// `&` only: every character becomes a five-character entity.
+    fn ampersands(chars: usize) -> String {
+        "&".repeat(chars)
+    }
+
+    fn incident(client: String, summary: String, evidence: Value) -> Incident {
+        Incident {
+            id: Uuid::from_u128(0x1234),
+            fingerprint: "fp".into(),
+            kind: IncidentKind::CredentialStuffing,
+            technique: nasty(5_000),
+            client,
+            sources: (0..20).map(|k| format!("{}{k}", nasty(200))).collect(),
+            first_seen: EventTime::from_millis(1_700_000_000_000),
+            last_seen: EventTime::from_millis(1_700_000_600_000),
+            detected_at: EventTime::from_millis(1_700_000_600_000),
+            severity: Severity::High,
+            status: IncidentStatus::Open,
+            summary,
+            evidence,
+            events: 12_345,
+            revision: 3,
+            assignee: Some(nasty(5_000)),
+        }
+    }
+
+    fn notification(content: Content) -> Notification {
+        Notification {
+            delivery_id: Uuid::from_u128(0x5678),
+            channel: "slack".into(),
+            event: NotifyEvent::Opened,
+            attempt: 1,
+            thread_first: true,
+            content,
+        }
+    }
+
+    fn incident_message(i: Incident, note: Option<String>, format: &FormatConfig) -> Value {
+        let n = notification(Content::Incident(Box::new(IncidentPayload {
+            incident: i,
+            change: json!({"type": "opened"}),
+            actor: nasty(5_000),
+            note,
+        })));
+        message(&n, PUBLIC_URL, format)
+    }
+
+    /// An incident with every attacker-controlled string far over every
+    /// limit, and as much evidence as a config can ask for.
+    fn oversized(text: impl Fn(usize) -> String) -> Value {
+        let evidence = json!({
+            "sample_paths": (0..30).map(|_| text(5_000)).collect::<Vec<_>>(),
+            "sample_users": (0..30).map(|_| text(5_000)).collect::<Vec<_>>(),
+            "sample_user_agents": (0..30).map(|_| text(5_000)).collect::<Vec<_>>(),
+            "failures": 42,
+        });
+        let format = FormatConfig {
+            title_prefix: "[gåtewätch😀]".repeat(50),
+            evidence_lines: 100,
+        };
+        incident_message(
+            incident(text(10_000), text(10_000), evidence),
+            Some(text(10_000)),
+            &format,
+        )
+    }
+
+    fn chars(v: &Value) -> usize {
+        v.as_str().expect("a string").chars().count()
+    }
+
+    /// Every limit of Slack's Block Kit that this renderer can meet, and
+    /// the escaping of every mrkdwn string; returns the mrkdwn strings.
+    fn check(msg: &Value) -> Vec<String> {
+        let mut mrkdwn = vec![msg["text"].as_str().unwrap().to_owned()];
+        assert!(chars(&msg["text"]) <= MAX_SECTION_TEXT, "text");
+        let blocks = msg["blocks"].as_array().unwrap();
+        assert!(blocks.len() <= MAX_BLOCKS, "{} blocks", blocks.len());
+        for b in blocks {
+            match b["type"].as_str().unwrap() {
+                "header" => {
+                    assert_eq!(b["text"]["type"], "plain_text");
+                    assert!(chars(&b["text"]["text"]) <= MAX_HEADER_TEXT, "{b}");
+                }
+                "section" => {
+                    if let Some(fields) = b.get("fields") {
+                        let fields = fields.as_array().unwrap();
+                        assert!(fields.len() <= MAX_FIELDS, "{} fields", fields.len());
+                        for f in fields {
+                            assert_eq!(f["type"], "mrkdwn");
+                            assert!(chars(&f["text"]) <= MAX_FIELD_TEXT, "{f}");
+                            mrkdwn.push(f["text"].as_str().unwrap().to_owned());
+                        }
+                    } else {
+                        assert_eq!(b["text"]["type"], "mrkdwn");
+                        assert!(chars(&b["text"]["text"]) <= MAX_SECTION_TEXT, "{b}");
+                        mrkdwn.push(b["text"]["text"].as_str().unwrap().to_owned());
+                    }
+                }
+                "context" => {
+                    let elements = b["elements"].as_array().unwrap();
+                    assert!(elements.len() <= 10);
+                    for e in elements {
+                        assert!(chars(&e["text"]) <= MAX_SECTION_TEXT, "{e}");
+                        mrkdwn.push(e["text"].as_str().unwrap().to_owned());
+                    }
+                }
+                other => panic!("unexpected block {other}"),
+            }
+        }
+        for s in &mrkdwn {
+            assert_escaped(s);
+        }
+        mrkdwn
+    }
+
+    /// No markup but our own link, every `&` starts a whole entity (a cut
+    /// never left `&am…`), and code spans are closed (a cut never left
+    /// attacker text outside one).
+    fn assert_escaped(s: &str) {
+        let ours = format!(
+            "<https://gw.example.org/#/incidents/{}|",
+            Uuid::from_u128(0x1234)
+        );
+        let s = s
+            .replace(&format!("{ours}Open incident in gatewatch>"), "")
+            .replace(
+                "<https://gw.example.org/#/incidents|Open the incident list>",
+                "",
+            );
+        assert!(!s.contains(['<', '>', '\r']), "markup in {s}");
+        for (at, _) in s.match_indices('&') {
+            assert!(
+                ["&amp;", "&lt;", "&gt;"]
+                    .iter()
+                    .any(|e| s[at..].starts_with(e)),
+                "a split entity at {at} in {s}"
+            );
+        }
+        assert_eq!(s.matches('`').count() % 2, 0, "an open code span in {s}");
+    }
+
+    #[test]
+    fn oversized_incidents_stay_within_slack_limits() {
+        for msg in [oversized(nasty), oversized(ampersands)] {
+            let mrkdwn = check(&msg);
+            let blocks = msg["blocks"].as_array().unwrap();
+            assert_eq!(blocks[0]["type"], "header");
+            assert_eq!(chars(&blocks[0]["text"]["text"]), MAX_HEADER_TEXT);
+            assert!(blocks[0]["text"]["text"].as_str().unwrap().ends_with('…'));
+            // Every field is there: none was dropped to meet the limit.
+            let labels: Vec<&str> = blocks[1]["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["text"].as_str().unwrap().split('\n').next().unwrap())
+                .collect();
+            assert_eq!(
+                labels,
+                [
+                    "*Severity*",
+                    "*Kind*",
+                    "*Client*",
+                    "*Technique*",
+                    "*Events*",
+                    "*Status*",
+                    "*First seen*",
+                    "*Last seen*",
+                    "*Sources*",
+                    "*Assignee*"
+                ]
+            );
+            // The fallback text's parts are bounded each: it stays short.
+            assert!(chars(&msg["text"]) < 300, "{}", msg["text"]);
+            let all = mrkdwn.join("\n");
+            assert!(all.contains("*Evidence*\n```"), "{all}");
+            assert!(all.contains("*Note*\n"));
+            assert!(all.contains("|Open incident in gatewatch>"));
+            assert!(all.contains(&format!("delivery `{}`", Uuid::from_u128(0x5678))));
+        }
+    }
+
+    #[test]
+    fn attacker_text_stays_escaped_after_a_cut() {
+        let all = check(&oversized(nasty)).join("\n");
+        for raw in ["<!channel>", "<!here>", "<@U123>", "<http://x|y>"] {
+            assert!(!all.contains(raw), "{raw}");
+        }
+        assert!(all.contains("&lt;!channel&gt;") && all.contains("&lt;@U123&gt;"));
+        assert!(all.contains("&lt;http://x|y&gt;") && all.contains("&amp;"));
+        assert!(all.contains("é€😀"));
+    }
+
+    /// Cuts at every length around the limits land on every character of
+    /// the nasty string, entities and multi-byte characters included: the
+    /// first evidence line shifts where the evidence block's budget runs
+    /// out, the other lengths where each value's own limit does.
+    #[test]
+    fn every_cut_point_is_safe() {
+        for extra in 0..2 * NASTY.chars().count() {
+            for text in [nasty, ampersands] {
+                let mut paths = vec![text(1 + extra)];
+                paths.extend((0..11).map(|_| text(300)));
+                let evidence = json!({ "sample_paths": paths });
+                let format = FormatConfig {
+                    evidence_lines: 12,
+                    ..FormatConfig::default()
+                };
+                let i = incident(text(290 + extra), text(2_990 + extra), evidence);
+                check(&incident_message(i, Some(text(2_990 + extra)), &format));
+            }
+        }
+    }
+
+    #[test]
+    fn lists_keep_whole_lines() {
+        let lines = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(whole_lines(&lines(&["aaa", "bbb"]), 20), "aaa\nbbb");
+        assert_eq!(
+            whole_lines(&lines(&["aaa", "bbb", "ccc"]), 11),
+            "aaa\n+2 more"
+        );
+        assert_eq!(whole_lines(&lines(&["aaa", "bbb"]), 3), "+2…");
+        assert_eq!(
+            code_block(&lines(&["a&b", "c<d"]), 20),
+            "```a&amp;b\nc&lt;d```"
+        );
+        // Room for `a&amp;b` and a cut second line: `c…`, not `c&l…`; the
+        // cut line is the last.
+        assert_eq!(
+            code_block(&lines(&["a&b", "c<d", "e"]), 16),
+            "```a&amp;b\nc…```"
+        );
+    }
+
+    #[test]
+    fn oversized_digests_stay_within_slack_limits() {
+        let many = |n: usize| -> BTreeMap<String, u64> {
+            (0..n)
+                .map(|k| (format!("{}{k}", nasty(80)), k as u64))
+                .collect()
+        };
+        let d = DigestSummary {
+            channel: "slack".into(),
+            held: 100_000,
+            clients: 50_000,
+            first_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            last_at: chrono::DateTime::from_timestamp(1_700_003_600, 0).unwrap(),
+            by_kind: many(500),
+            by_severity: many(500),
+            by_event: many(500),
+            top_clients: (0..500)
+                .map(|k| ClientCount {
+                    client: format!("{}{k}", ampersands(200)),
+                    notifications: k,
+                })
+                .collect(),
+            incidents: Vec::new(),
+        };
+        let format = FormatConfig {
+            title_prefix: nasty(1_000),
+            ..FormatConfig::default()
+        };
+        let msg = message(&notification(Content::Digest(d)), PUBLIC_URL, &format);
+        let all = check(&msg).join("\n");
+        assert!(all.contains("|Open the incident list>"));
+        assert!(!all.contains("<!channel>"));
+        // The lists that did not fit say how much is missing.
+        let fields = msg["blocks"][2]["fields"].as_array().unwrap();
+        assert_eq!(fields.len(), 3);
+        for f in fields {
+            let t = f["text"].as_str().unwrap();
+            assert!(t.ends_with(" more") && t.contains("\n+"), "{t}");
+        }
+        let top = msg["blocks"][3]["text"]["text"].as_str().unwrap();
+        assert!(top.starts_with("*Top clients*\n`&amp;") && top.ends_with(" more"));
+    }
+
+    #[test]
+    fn a_small_incident_is_shown_whole() {
+        let evidence = json!({"sample_paths": ["/login?a=1&b=<2>"], "failures": 42});
+        let mut i = incident("203.0.113.9".into(), "stuffing & more".into(), evidence);
+        i.technique = "credential_stuffing".into();
+        i.sources = vec!["203.0.113.9".into()];
+        i.assignee = None;
+        let msg = incident_message(i, None, &FormatConfig::default());
+        let all = check(&msg).join("\n");
+        assert_eq!(
+            msg["blocks"][0]["text"]["text"],
+            "[gatewatch] New incident: credential_stuffing (high)"
+        );
+        assert!(all.contains("*Client*\n`203.0.113.9`"));
+        assert!(all.contains("*Events*\n12345"));
+        assert!(all.contains("*Summary*\nstuffing &amp; more"));
+        assert!(
+            all.contains("```path: /login?a=1&amp;b=&lt;2&gt;\nfailures: 42```"),
+            "{all}"
+        );
+        assert!(all.contains(
+            "<https://gw.example.org/#/incidents/00000000-0000-0000-0000-000000001234|Open incident in gatewatch>"
+        ));
+    }
 }

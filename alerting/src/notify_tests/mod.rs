@@ -999,6 +999,69 @@ mod cases {
         assert!(all.contains(&ours), "links to the incident");
         assert!(msg["blocks"].as_array().unwrap().len() <= 50);
 
+        // Slack: the message's shape, with this incident's values.
+        assert_eq!(body.path, "/services/T/B/X");
+        let client = "`identity:&lt;!channel&gt;  Bcc: victim@example.org`";
+        let title = format!(
+            "[gatewatch] New incident: {} ({})",
+            incident.kind, incident.severity
+        );
+        assert_eq!(msg["text"], format!("{title} from {client}"));
+        let blocks = msg["blocks"].as_array().unwrap();
+        let types: Vec<&str> = blocks.iter().map(|b| b["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            types,
+            ["header", "section", "section", "section", "section", "context", "context"]
+        );
+        assert_eq!(blocks[0]["text"]["type"], "plain_text");
+        assert_eq!(blocks[0]["text"]["text"], title);
+        let fields: Vec<&str> = blocks[1]["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                format!("*Severity*\n{}", incident.severity),
+                format!("*Kind*\n{}", incident.kind),
+                format!("*Client*\n{client}"),
+                format!("*Technique*\n`{}`", incident.technique),
+                format!("*Events*\n{}", incident.events),
+                "*Status*\nopen".to_owned(),
+                format!("*First seen*\n{}", incident.first_seen),
+                format!("*Last seen*\n{}", incident.last_seen),
+                "*Sources*\n`192.0.2.66`".to_owned(),
+            ]
+        );
+        assert_eq!(incident.events, 10, "the count shown is the incident's");
+        assert_eq!(
+            blocks[2]["text"]["text"],
+            "*Summary*\nidentity:&lt;!channel&gt; \nBcc: victim@example.org failed to log in \
+             as &lt;@U123&gt; via &lt;script&gt;alert(1)&lt;/script&gt; \
+             &lt;http://evil|click&gt; ˋxˋ ∗b∗"
+        );
+        // The first five evidence lines (the default), samples first.
+        assert_eq!(
+            blocks[3]["text"]["text"],
+            "*Evidence*\n```\
+             path: /login?next=&lt;http://evil|click&gt;\n\
+             path: /&lt;script&gt;alert(1)&lt;/script&gt;\n\
+             user: &lt;@U123&gt;\n\
+             user: &lt;!here&gt;\n\
+             user agent: curl ˋidˋ *bold*  X-Injected: 1```"
+        );
+        assert_eq!(blocks[4]["text"]["text"], ours);
+        assert!(ours.contains(&format!("{PUBLIC_URL}/#/incidents/{}|", incident.id)));
+        assert_eq!(
+            blocks[6]["elements"][0]["text"],
+            format!(
+                "delivery `{}`",
+                body.header("x-gatewatch-delivery").unwrap()
+            )
+        );
+
         // Webhook: JSON-escaped, round-trips exactly, signed.
         let hook = &hook_rx.requests()[0];
         assert_eq!(hook.path, "/hook");
