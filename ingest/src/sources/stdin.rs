@@ -5,7 +5,10 @@
 //! because reads from stdin block and cannot be cancelled. The source ends at
 //! EOF. On cancellation `run` returns at once and leaves the thread behind
 //! (it may be stuck in a `read` on a terminal or an idle pipe; joining it
-//! would hang shutdown); the thread exits at its next read or send.
+//! would hang shutdown); the thread exits at its next read or send. The
+//! thread hands batches to `run` over a channel of its own, never holding
+//! the pipeline's sender: the pipeline drains and stops when its senders
+//! are gone, and a thread stuck in `read` must not keep one alive.
 //!
 //! Stdin cannot be replayed, so batches carry no acknowledgement.
 
@@ -76,6 +79,7 @@ impl Source for StdinSource {
             metrics,
         } = *self;
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let (handoff, mut batches) = tokio::sync::mpsc::channel::<RecordBatch>(1);
         let handle = tokio::runtime::Handle::current();
         let thread_stop = stop.clone();
         std::thread::Builder::new()
@@ -89,24 +93,39 @@ impl Source for StdinSource {
                     |batch| {
                         metrics.received(batch.len() as u64, batch.bytes() as u64);
                         metrics.delivered(batch.len(), batch.truncated);
-                        send_blocking(&handle, &out, &thread_stop, batch)
+                        send_blocking(&handle, &handoff, &thread_stop, batch)
                     },
                     |_| {},
                 );
                 let _ = done_tx.send(result);
             })
             .map_err(SourceError::Stdin)?;
-        tokio::select! {
-            done = done_rx => match done {
-                Ok(Ok(lines)) => {
-                    tracing::info!(source, lines, "Standard input ended.");
-                    Ok(())
-                }
-                Ok(Err(error)) => Err(SourceError::Stdin(error)),
-                Err(_) => Err(SourceError::Panicked { source_kind: "stdin" }),
-            },
-            // Do not join: the thread may be blocked in a read for ever.
-            _ = stop.cancelled() => Ok(()),
+        // Forward until the thread hangs up (EOF or error), or until asked
+        // to stop; then `out` is dropped here whatever the thread is doing.
+        loop {
+            tokio::select! {
+                batch = batches.recv() => match batch {
+                    Some(batch) => {
+                        tokio::select! {
+                            sent = out.send(batch) => if sent.is_err() { return Ok(()) },
+                            _ = stop.cancelled() => return Ok(()),
+                        }
+                    }
+                    None => break,
+                },
+                // Do not join: the thread may be blocked in a read for ever.
+                _ = stop.cancelled() => return Ok(()),
+            }
+        }
+        match done_rx.await {
+            Ok(Ok(lines)) => {
+                tracing::info!(source, lines, "Standard input ended.");
+                Ok(())
+            }
+            Ok(Err(error)) => Err(SourceError::Stdin(error)),
+            Err(_) => Err(SourceError::Panicked {
+                source_kind: "stdin",
+            }),
         }
     }
 }
@@ -152,7 +171,7 @@ mod tests {
     #[tokio::test]
     async fn cancellation_does_not_wait_for_a_blocked_read() {
         let src = from_reader(Blocked, 1, shape(), SourceMetrics::new()).unwrap();
-        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
         let stop = CancellationToken::new();
         let task = tokio::spawn(src.run(tx, stop.clone()));
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -162,5 +181,12 @@ mod tests {
             .expect("run returned promptly")
             .unwrap()
             .unwrap();
+        // The pipeline drains until its senders are gone: the thread still
+        // stuck in `read` must not hold one.
+        let closed = tokio::time::timeout(std::time::Duration::from_secs(2), rx.recv()).await;
+        assert!(
+            matches!(closed, Ok(None)),
+            "the pipeline's sender is still held"
+        );
     }
 }
