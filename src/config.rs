@@ -375,7 +375,7 @@ impl Config {
 
     /// Parses a TOML document (no environment applied).
     pub fn from_toml(text: &str) -> anyhow::Result<Config> {
-        let mut cfg: Config = toml::from_str(text)?;
+        let mut cfg: Config = toml::from_str(text).map_err(|e| without_source_line(text, &e))?;
         let state_dir = cfg.state_dir.clone();
         for s in &mut cfg.sources {
             if let SourceKind::File(f) = &mut s.kind {
@@ -494,6 +494,22 @@ impl Config {
                     bail!("sources[{i}]: a file source needs at least one path");
                 }
             }
+            if let SourceKind::Kafka(c) = &s.kind {
+                // A misspelt topic would silently fall back to the source's
+                // format. Regex subscriptions (`^…`) name topics only at run
+                // time, so with one of those any name is allowed.
+                let by_pattern = c.topics.iter().any(|t| t.starts_with('^'));
+                if let Some(stray) = s
+                    .topic_formats
+                    .keys()
+                    .find(|t| !by_pattern && !c.topics.contains(t))
+                {
+                    bail!(
+                        "sources[{i}]: topic_formats names {stray:?}, which is not one of the source's topics {:?}",
+                        c.topics
+                    );
+                }
+            }
         }
         if let Some(r) = &self.repartition {
             r.validate()?;
@@ -518,6 +534,24 @@ pub fn redact_url(url: &str) -> String {
             }
         }
         _ => url.to_string(),
+    }
+}
+
+/// A TOML error as line, column and message, without the excerpt of the
+/// offending line that `toml` prints: that line may hold a secret (an SMTP
+/// password, a webhook URL), and the error ends up in logs.
+fn without_source_line(text: &str, e: &toml::de::Error) -> anyhow::Error {
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            anyhow::anyhow!(
+                "TOML error at line {line}, column {column}: {}",
+                e.message()
+            )
+        }
+        None => anyhow::anyhow!("TOML error: {}", e.message()),
     }
 }
 
@@ -612,6 +646,33 @@ mod tests {
             "postgres://u:***@h:5432/db"
         );
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    #[test]
+    fn a_misspelt_topic_in_topic_formats_is_refused() {
+        let kafka = |topics: &str, formats: &str| {
+            load_with(
+                &format!(
+                    "[[sources]]\ntype = 'kafka'\nbrokers = 'k:9092'\ngroup_id = 'gw'\n\
+                     topics = {topics}\ntopic_formats = {formats}\n"
+                ),
+                &[],
+            )
+        };
+        let err = kafka("['edge-kong']", "{ edge-kogn = 'kong' }").unwrap_err();
+        assert!(format!("{err:#}").contains("\"edge-kogn\""), "{err:#}");
+        kafka("['edge-kong']", "{ edge-kong = 'kong' }").unwrap();
+        // A pattern subscription names its topics only at run time.
+        kafka("['^edge-.*']", "{ edge-kong = 'kong' }").unwrap();
+    }
+
+    #[test]
+    fn toml_errors_name_the_place_but_never_echo_the_line() {
+        let text = "[notifications]\n[[notifications.channels]]\ntype = 'email'\n\
+                    smtp_url = \"smtp://u:hunter2@mail.example.org:587\" from = 'a@b.c'\n";
+        let err = format!("{:#}", Config::from_toml(text).unwrap_err());
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
     }
 
     #[test]

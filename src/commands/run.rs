@@ -64,18 +64,22 @@ pub fn plan_sources(cfg: &Config, args: &RunArgs) -> anyhow::Result<Vec<PlannedS
     } else {
         args.inputs
             .iter()
-            .map(|p| {
+            .map(|p| -> anyhow::Result<SourceConfig> {
                 let kind = if p.as_os_str() == "-" {
                     SourceKind::Stdin(StdinConfig::default())
                 } else {
+                    // The file source wants absolute paths (its checkpoints
+                    // must not depend on the directory it was started in).
+                    let p = std::path::absolute(p)
+                        .with_context(|| format!("Cannot resolve {}", p.display()))?;
                     SourceKind::File(FileConfig::new(
                         vec![p.display().to_string()],
                         cfg.state_dir.clone(),
                     ))
                 };
-                SourceConfig::new(kind, args.format)
+                Ok(SourceConfig::new(kind, args.format))
             })
-            .collect()
+            .collect::<anyhow::Result<_>>()?
     };
     anyhow::ensure!(!configs.is_empty(), "No sources configured");
     anyhow::ensure!(configs.len() <= usize::from(u16::MAX), "Too many sources");
