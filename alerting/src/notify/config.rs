@@ -398,6 +398,11 @@ pub struct EmailConfig {
     /// Seconds one delivery may take. Default: 10.
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
+    /// A PEM file of CA certificates to trust besides the public ones, for
+    /// a relay whose certificate a private CA signed (common inside
+    /// companies). Read when the channel is built.
+    #[serde(default)]
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 /// A generic JSON webhook, signed with HMAC-SHA256 (see
@@ -579,6 +584,7 @@ impl NotificationsConfig {
                     rate_limit: RateLimitConfig::default(),
                     format: FormatConfig::default(),
                     timeout_secs: default_timeout_secs(),
+                    tls_ca_file: None,
                 })),
             }
         }

@@ -32,7 +32,7 @@ use async_trait::async_trait;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -217,8 +217,27 @@ impl EmailNotifier {
         };
         let target = SmtpTarget::parse(config.smtp_url.expose())
             .map_err(|e| e.into_config_error(&config.name))?;
-        let tls_params =
-            || TlsParameters::new(target.host.clone()).map_err(|e| build(format!("TLS: {e}")));
+        let extra_ca = match &config.tls_ca_file {
+            None => None,
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| build(format!("reading tls_ca_file {}: {e}", path.display())))?;
+                let ca = Certificate::from_pem(&pem).map_err(|e| {
+                    build(format!(
+                        "tls_ca_file {} holds no PEM certificate: {e}",
+                        path.display()
+                    ))
+                })?;
+                Some(ca)
+            }
+        };
+        let tls_params = || {
+            let mut params = TlsParameters::builder(target.host.clone());
+            if let Some(ca) = extra_ca.clone() {
+                params = params.add_root_certificate(ca);
+            }
+            params.build().map_err(|e| build(format!("TLS: {e}")))
+        };
         let tls = match target.security {
             SmtpSecurity::Plain => Tls::None,
             SmtpSecurity::StartTls => Tls::Required(tls_params()?),

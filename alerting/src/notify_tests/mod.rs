@@ -64,6 +64,96 @@ all_backends!(
     flood_of_10000_clients_is_a_handful_of_messages,
 );
 
+/// Mail over STARTTLS and over implicit TLS, with AUTH, to real servers
+/// that refuse anything else; a wrong password ends in a dead letter, not
+/// a mail. Transport only, so one backend is enough.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_over_starttls_and_implicit_tls_with_auth() {
+    let db = TestDb::sqlite().await;
+    let store = db.store().await;
+    let dir = std::env::temp_dir().join(format!("gw_smtp_tls_{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let (cert_pem, key_pem) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
+    std::fs::write(&key_pem, cert.signing_key.serialize_pem()).unwrap();
+    let server = |mode| support::SmtpTls {
+        mode,
+        cert_pem: &cert_pem,
+        key_pem: &key_pem,
+        user: "gw@example.org",
+        password: "s3cret",
+    };
+    let starttls = SmtpSink::start_tls(server("starttls")).await;
+    let implicit = SmtpSink::start_tls(server("implicit")).await;
+    let refusing = SmtpSink::start_tls(server("starttls")).await;
+    let channel = |name: &str, url: String| {
+        let mut c = email(name, url, &["soc@example.org"]);
+        if let ChannelConfig::Email(e) = &mut c {
+            e.tls_ca_file = Some(cert_pem.clone());
+        }
+        c
+    };
+    let cfg = config(
+        vec![
+            // With a password, a bare smtp:// means STARTTLS required.
+            channel(
+                "starttls",
+                format!("smtp://gw%40example.org:s3cret@127.0.0.1:{}", starttls.port),
+            ),
+            channel(
+                "implicit",
+                format!(
+                    "smtps://gw%40example.org:s3cret@127.0.0.1:{}",
+                    implicit.port
+                ),
+            ),
+            channel(
+                "wrong-password",
+                format!("smtp://gw%40example.org:guess@127.0.0.1:{}", refusing.port),
+            ),
+        ],
+        1,
+    );
+    let n = Notifications::build(&cfg, Arc::clone(&store)).unwrap();
+    let mut m = manager(&store, n.routing());
+    m.apply(&stuffing(0, 5)).await.unwrap().unwrap();
+    let mut w = n.worker("w");
+    pump(
+        &mut w,
+        &store,
+        |c| c[&DeliveryStatus::Delivered] >= 2 && c[&DeliveryStatus::Dead] >= 1,
+        Duration::from_secs(30),
+    )
+    .await;
+    for (sink, how) in [(&starttls, "STARTTLS"), (&implicit, "implicit TLS")] {
+        let mails = sink.wait_for(1, Duration::from_secs(10)).await;
+        assert_eq!(mails.len(), 1, "{how}");
+        assert_eq!(mails[0]["tls"], json!(true), "{how}: not encrypted");
+        assert_eq!(mails[0]["login"], json!("gw@example.org"), "{how}: no AUTH");
+        assert_eq!(mails[0]["rcpt_tos"], json!(["soc@example.org"]), "{how}");
+    }
+    assert!(refusing.messages().is_empty());
+    let dead = outbox::list(
+        &*store,
+        &OutboxQuery {
+            status: Some(DeliveryStatus::Dead),
+            ..OutboxQuery::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].channel, "wrong-password");
+    // (aiosmtpd drops the connection on a failed AUTH, so the error is
+    // a timeout rather than a 535.)
+    let error = dead[0].last_error.as_deref().unwrap_or_default();
+    assert!(!error.is_empty());
+    assert!(!error.contains("guess"), "the password leaked: {error}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 const MIN: i64 = 60_000;
 const T0: i64 = 1_700_000_000_000;
 const IP: &str = "203.0.113.9";
@@ -140,6 +230,7 @@ fn email(name: &str, smtp_url: String, to: &[&str]) -> ChannelConfig {
         rate_limit: unlimited(),
         format: FormatConfig::default(),
         timeout_secs: 1,
+        tls_ca_file: None,
     })
 }
 

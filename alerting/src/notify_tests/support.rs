@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -227,8 +227,28 @@ pub struct SmtpSink {
     child: tokio::process::Child,
 }
 
+/// How a [`SmtpSink`] secures its connections and who may send.
+pub struct SmtpTls<'a> {
+    /// `starttls` or `implicit`.
+    pub mode: &'a str,
+    pub cert_pem: &'a Path,
+    pub key_pem: &'a Path,
+    pub user: &'a str,
+    pub password: &'a str,
+}
+
 impl SmtpSink {
+    /// A plain server taking any mail (a local relay).
     pub async fn start() -> SmtpSink {
+        Self::start_with(None).await
+    }
+
+    /// A server that requires TLS (`tls.mode`) and AUTH as `tls.user`.
+    pub async fn start_tls(tls: SmtpTls<'_>) -> SmtpSink {
+        Self::start_with(Some(tls)).await
+    }
+
+    async fn start_with(tls: Option<SmtpTls<'_>>) -> SmtpSink {
         let dir = std::env::temp_dir().join(format!("gw_smtp_{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let support = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support");
@@ -239,11 +259,20 @@ impl SmtpSink {
                 .unwrap()
                 .port();
             // Debian's interpreter: the python3 first on PATH may lack aiosmtpd.
-            let mut child = tokio::process::Command::new("/usr/bin/python3")
-                .args(["-m", "aiosmtpd", "-n", "-l"])
-                .arg(format!("127.0.0.1:{port}"))
-                .args(["-c", "smtp_sink.JsonSink"])
-                .arg(&dir)
+            let mut cmd = tokio::process::Command::new("/usr/bin/python3");
+            match &tls {
+                None => cmd
+                    .args(["-m", "aiosmtpd", "-n", "-l"])
+                    .arg(format!("127.0.0.1:{port}"))
+                    .args(["-c", "smtp_sink.JsonSink"])
+                    .arg(&dir),
+                Some(t) => cmd
+                    .args(["-m", "smtp_tls_server", t.mode, &port.to_string()])
+                    .args([t.cert_pem, t.key_pem])
+                    .args([t.user, t.password])
+                    .arg(&dir),
+            };
+            let mut child = cmd
                 .env("PYTHONPATH", &support)
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())

@@ -42,6 +42,9 @@ class JsonSink:
                 parts[ctype] = part.get_content()
         head = raw.split(b"\r\n\r\n", 1)[0]
         doc = {
+            # How the mail came in: over TLS or not, and as which AUTH user.
+            "tls": server.transport.get_extra_info("ssl_object") is not None,
+            "login": getattr(session, "auth_data", None),
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
             "content_type": msg.get_content_type(),
