@@ -216,6 +216,12 @@ async fn authorization_matrix_every_route_every_role() {
         },
         Route {
             method: Method::GET,
+            template: "/api/v1/audit",
+            min: Admin,
+            ok: StatusCode::OK,
+        },
+        Route {
+            method: Method::GET,
             template: "/healthz",
             min: Anonymous,
             ok: StatusCode::OK,
@@ -333,6 +339,83 @@ async fn authorization_matrix_every_route_every_role() {
         routes.len(),
         "a route is missing from the matrix"
     );
+    app.stop().await;
+}
+
+/// Changes outside incidents (tokens, suppression rules) are kept with the
+/// token that made them, not only logged.
+#[tokio::test]
+async fn administrative_changes_are_audited_with_their_token() {
+    let app = spawn_app().await;
+    let admin = Some(app.admin.as_str());
+    let analyst = Some(app.analyst.as_str());
+    let r = app
+        .send(
+            Method::POST,
+            "/api/v1/tokens",
+            admin,
+            Some(json!({"name": "temp-contractor", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = app
+        .send(
+            Method::DELETE,
+            "/api/v1/tokens/temp-contractor",
+            admin,
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = app
+        .send(
+            Method::POST,
+            "/api/v1/suppressions",
+            analyst,
+            Some(json!({"kind": "traffic_spike", "reason": "load test"})),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let rule = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/suppressions/{rule}"),
+            analyst,
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+
+    let r = app.get("/api/v1/audit?limit=10", admin).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let entries: Vec<Value> = r.json().await.unwrap();
+    let seen: Vec<(&str, &str, &str)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap(),
+                e["action"].as_str().unwrap(),
+                e["target"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("token:analyst", "suppression_deleted", rule.as_str()),
+            ("token:analyst", "suppression_created", rule.as_str()),
+            ("token:admin", "token_revoked", "temp-contractor"),
+            ("token:admin", "token_created", "temp-contractor"),
+        ]
+    );
+    let r = app.get("/api/v1/audit", analyst).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = app.get("/api/v1/audit?limit=0", admin).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     app.stop().await;
 }
 

@@ -56,6 +56,7 @@ all_backends!(
     concurrent_managers_make_one_row,
     restart_continues_the_incident,
     times_round_trip_exactly,
+    audit_entries_come_back_newest_first,
 );
 
 const MIN: i64 = 60_000;
@@ -81,6 +82,33 @@ async fn apply(m: &mut IncidentManager, f: &Finding) -> Option<IncidentChange> {
 
 mod cases {
     use super::*;
+
+    pub async fn audit_entries_come_back_newest_first(db: &TestDb) {
+        use crate::store::audit::{self, AuditAction};
+        let store = db.store().await;
+        let d = store.db();
+        assert!(audit::recent(&d, 10).await.unwrap().is_empty());
+        audit::record(&d, "token:admin", AuditAction::TokenCreated, "bob")
+            .await
+            .unwrap();
+        audit::record(&d, "cli:root", AuditAction::TokenRevoked, "bob")
+            .await
+            .unwrap();
+        let got = audit::recent(&d, 10).await.unwrap();
+        let seen: Vec<(&str, &str, &str)> = got
+            .iter()
+            .map(|e| (e.actor.as_str(), e.action.as_str(), e.target.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("cli:root", "token_revoked", "bob"),
+                ("token:admin", "token_created", "bob"),
+            ]
+        );
+        assert!(got[0].id > got[1].id && got[0].at >= got[1].at);
+        assert_eq!(audit::recent(&d, 1).await.unwrap().len(), 1);
+    }
 
     pub async fn migrate_twice_is_a_no_op(db: &TestDb) {
         let store = db.store().await;

@@ -17,6 +17,7 @@
 //!
 //! The binary's `run` command builds an [`AppState`] and calls [`serve`].
 
+pub mod audit;
 pub mod auth;
 pub mod clients;
 pub mod error;
@@ -164,7 +165,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(suppressions::routes())
         .merge(notifications::routes())
         .merge(stats::routes())
-        .merge(tokens::routes());
+        .merge(tokens::routes())
+        .merge(audit::routes());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .merge(health::routes())

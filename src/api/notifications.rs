@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use gatewatch_alerting::outbox::{self, OutboxEntry};
+use gatewatch_alerting::store::audit::{self, AuditAction};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -127,6 +128,13 @@ pub async fn requeue(
             what: format!("Dead letter {id}"),
         });
     }
+    audit::record(
+        &state.store.db(),
+        &who.actor(),
+        AuditAction::DeadLetterRequeued,
+        &id.to_string(),
+    )
+    .await?;
     tracing::info!(delivery_id = %id, actor = %who.actor(), "Dead letter requeued.");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -14,6 +14,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
+use gatewatch_alerting::store::audit::{self, AuditAction};
 use gatewatch_alerting::suppression::{
     self, NewSuppressionRule, SuppressionError, SuppressionRule,
 };
@@ -154,6 +155,13 @@ pub async fn create_rule(
             SuppressionError::Invalid { reason } => ApiError::Unprocessable { message: reason },
             SuppressionError::Store(s) => s.into(),
         })?;
+    audit::record(
+        &state.store.db(),
+        &who.actor(),
+        AuditAction::SuppressionCreated,
+        &stored.id.to_string(),
+    )
+    .await?;
     tracing::info!(rule_id = %stored.id, actor = %who.actor(), "Suppression rule created.");
     Ok((StatusCode::CREATED, Json(stored.into())))
 }
@@ -186,6 +194,13 @@ pub async fn delete_rule(
             what: format!("Suppression rule {id}"),
         });
     }
+    audit::record(
+        &state.store.db(),
+        &who.actor(),
+        AuditAction::SuppressionDeleted,
+        &id.to_string(),
+    )
+    .await?;
     tracing::info!(rule_id = %id, actor = %who.actor(), "Suppression rule deleted.");
     Ok(StatusCode::NO_CONTENT)
 }

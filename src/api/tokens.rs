@@ -12,6 +12,7 @@ use super::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use gatewatch_alerting::store::audit::{self, AuditAction};
 use gatewatch_alerting::store::tokens::{self, TokenError};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -86,6 +87,13 @@ pub async fn create_token(
         },
         TokenError::Store(s) => s.into(),
     })?;
+    audit::record(
+        &state.store.db(),
+        &who.actor(),
+        AuditAction::TokenCreated,
+        &token.name,
+    )
+    .await?;
     tracing::info!(token = %token.name, role = token.role.as_str(), actor = %who.actor(), "API token created.");
     Ok((
         StatusCode::CREATED,
@@ -121,6 +129,13 @@ pub async fn revoke_token(
             what: format!("Active token {name:?}"),
         });
     }
+    audit::record(
+        &state.store.db(),
+        &who.actor(),
+        AuditAction::TokenRevoked,
+        &name,
+    )
+    .await?;
     tracing::info!(token = %name, actor = %who.actor(), "API token revoked.");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -11,6 +11,7 @@ use crate::api::model::valid_token_name;
 use crate::config::Config;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
+use gatewatch_alerting::store::audit::{self, AuditAction};
 use gatewatch_alerting::store::tokens::{self, TokenError, TokenRole};
 use std::io::Write;
 use std::path::PathBuf;
@@ -79,10 +80,7 @@ pub async fn token(args: TokenArgs) -> anyhow::Result<()> {
                 "A token name is 1 to 64 letters, digits, '.', '_', '-' or '@'"
             );
             let secret = generate_token()?;
-            let creator = format!(
-                "cli:{}",
-                std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-            );
+            let creator = cli_actor();
             let created =
                 tokens::create_token(&db, &name, role.into(), &hash_token(&secret), &creator)
                     .await
@@ -94,6 +92,9 @@ pub async fn token(args: TokenArgs) -> anyhow::Result<()> {
                             anyhow::Error::new(s).context("Failed to store the token")
                         }
                     })?;
+            audit::record(&db, &creator, AuditAction::TokenCreated, &created.name)
+                .await
+                .context("Failed to record the token's creation")?;
             tracing::info!(token = %created.name, role = created.role.as_str(), "API token created.");
             writeln!(
                 out,
@@ -139,10 +140,21 @@ pub async fn token(args: TokenArgs) -> anyhow::Result<()> {
                 .await
                 .context("Failed to revoke the token")?;
             anyhow::ensure!(revoked, "No active token named {name:?}");
+            audit::record(&db, &cli_actor(), AuditAction::TokenRevoked, &name)
+                .await
+                .context("Failed to record the revocation")?;
             tracing::info!(token = %name, "API token revoked.");
             writeln!(out, "Revoked token {name:?}.")
         }
     };
     store.close().await;
     Ok(result?)
+}
+
+/// How the command line shows as an actor: `cli:<login user>`.
+fn cli_actor() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    )
 }

@@ -14,6 +14,7 @@
 //! compile-time macros: the crate builds without a database.
 
 pub mod activity;
+pub mod audit;
 pub mod comments;
 mod postgres;
 mod sqlite;
