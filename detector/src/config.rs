@@ -395,6 +395,18 @@ pub struct PrivilegeProbingConfig {
     /// Distinct values of one `id_params` parameter that make an ID
     /// enumeration.
     pub id_param_values: u32,
+    /// An admin probe needs this many denials per successful privileged
+    /// request (an admin at work mostly succeeds; a prober mostly fails).
+    pub admin_denied_per_ok: f64,
+    /// Share of an object walk's requests that must be denied for
+    /// `object_ids` distinct ids to be a walk (BOLA attempts fail).
+    pub object_denied_share: f64,
+    /// Share of an object walk's steps that must be near-sequential for
+    /// `sequential_ids` distinct ids to be a walk whatever the statuses.
+    pub sequential_share: f64,
+    /// Largest id step that still counts as near-sequential (`/users/7`
+    /// then `/users/9`).
+    pub sequential_max_gap: u32,
 }
 
 impl Default for PrivilegeProbingConfig {
@@ -576,6 +588,10 @@ impl Default for PrivilegeProbingConfig {
             object_ids: 10,
             sequential_ids: 50,
             id_param_values: 5,
+            admin_denied_per_ok: 2.0,
+            object_denied_share: 0.5,
+            sequential_share: 0.8,
+            sequential_max_gap: 3,
         }
     }
 }
@@ -707,6 +723,24 @@ impl DetectionConfig {
         let p = &self.privilege_probing;
         check_positive("privilege_probing.window_secs", p.window_secs)?;
         check_ratio("privilege_probing.min_denied_ratio", p.min_denied_ratio)?;
+        check_ratio(
+            "privilege_probing.object_denied_share",
+            p.object_denied_share,
+        )?;
+        check_ratio("privilege_probing.sequential_share", p.sequential_share)?;
+        if !(p.admin_denied_per_ok.is_finite() && p.admin_denied_per_ok >= 0.0) {
+            return Err(invalid(
+                "privilege_probing.admin_denied_per_ok",
+                format!(
+                    "must be a non-negative number, got {}",
+                    p.admin_denied_per_ok
+                ),
+            ));
+        }
+        check_positive(
+            "privilege_probing.sequential_max_gap",
+            u64::from(p.sequential_max_gap),
+        )?;
         for (field, v) in [
             ("privilege_probing.admin_paths", p.admin_paths),
             ("privilege_probing.sensitive_paths", p.sensitive_paths),
@@ -757,5 +791,15 @@ mod tests {
         let mut cfg = DetectionConfig::default();
         cfg.credential_stuffing.slow_window_secs = 10;
         assert!(cfg.validate().is_err());
+        for bad in [
+            |p: &mut PrivilegeProbingConfig| p.sequential_share = 1.5,
+            |p: &mut PrivilegeProbingConfig| p.object_denied_share = -0.1,
+            |p: &mut PrivilegeProbingConfig| p.admin_denied_per_ok = f64::NAN,
+            |p: &mut PrivilegeProbingConfig| p.sequential_max_gap = 0,
+        ] {
+            let mut cfg = DetectionConfig::default();
+            bad(&mut cfg.privilege_probing);
+            assert!(cfg.validate().is_err());
+        }
     }
 }

@@ -72,7 +72,7 @@ struct Walk {
 }
 
 impl Walk {
-    fn update(&mut self, r: &ObjectRef, denied: bool, owned: bool) {
+    fn update(&mut self, r: &ObjectRef, denied: bool, owned: bool, max_gap: u32) {
         let route = r.route_hash as u32;
         if self.n == 0 || self.route != route {
             if self.n > 0 && self.sticky > 0 {
@@ -95,7 +95,7 @@ impl Walk {
         }
         if let Some(id) = r.numeric {
             let id = id as u32;
-            if self.n > 1 && id != self.last && id.abs_diff(self.last) <= 3 {
+            if self.n > 1 && id != self.last && id.abs_diff(self.last) <= max_gap {
                 self.seq = self.seq.saturating_add(1);
             }
             self.last = id;
@@ -275,12 +275,12 @@ impl Params {
         let walked = class.intersects(RequestClass::OBJECT_ID | RequestClass::ID_PARAM);
         if walked {
             if let Some(r) = object_ref(&ev.path, &ev.query, &self.cfg.id_params) {
+                let gap = self.cfg.sequential_max_gap;
                 if r.from_param {
-                    st.x_mut().param.update(&r, denied, false);
+                    st.x_mut().param.update(&r, denied, false, gap);
                 } else {
-                    st.x_mut()
-                        .walk
-                        .update(&r, denied, class.contains(RequestClass::OWNED_OBJECT));
+                    let owned = class.contains(RequestClass::OWNED_OBJECT);
+                    st.x_mut().walk.update(&r, denied, owned, gap);
                 }
             }
         }
@@ -309,7 +309,7 @@ impl Params {
         let mut t = 0u8;
         let x = st.x();
         if x.admin_paths.estimate(gen) >= c.admin_paths
-            && u32::from(x.admin_denied) > 2 * u32::from(x.admin_ok)
+            && f64::from(x.admin_denied) > c.admin_denied_per_ok * f64::from(x.admin_ok)
         {
             t |= ADMIN;
         }
@@ -318,8 +318,9 @@ impl Params {
         }
         let ids = x.walk.ids.estimate();
         let w = &x.walk;
-        if (ids >= c.object_ids && 2 * u32::from(w.denied) >= u32::from(w.n))
-            || (w.owned && ids >= c.sequential_ids && 5 * u32::from(w.seq) >= 4 * u32::from(w.n))
+        let share = |part: u16| f64::from(part) / f64::from(w.n.max(1));
+        if (ids >= c.object_ids && share(w.denied) >= c.object_denied_share)
+            || (w.owned && ids >= c.sequential_ids && share(w.seq) >= c.sequential_share)
         {
             t |= OBJECT;
         }
