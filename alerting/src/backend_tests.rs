@@ -57,6 +57,7 @@ all_backends!(
     restart_continues_the_incident,
     times_round_trip_exactly,
     audit_entries_come_back_newest_first,
+    nul_bytes_are_kept_as_replacement_characters,
 );
 
 const MIN: i64 = 60_000;
@@ -82,6 +83,42 @@ async fn apply(m: &mut IncidentManager, f: &Finding) -> Option<IncidentChange> {
 
 mod cases {
     use super::*;
+
+    /// A NUL from a log (a username, a header) must not make PostgreSQL
+    /// refuse the incident: both stores keep U+FFFD instead, and the
+    /// incident still updates in place.
+    pub async fn nul_bytes_are_kept_as_replacement_characters(db: &TestDb) {
+        let store = db.store().await;
+        let mut m = manager(&store);
+        let hostile = |last_min: i64| {
+            let mut f = finding(
+                IncidentKind::CredentialStuffing,
+                "identity:ro\0ot",
+                T0,
+                T0 + last_min * MIN,
+            );
+            f.summary = "brute force on ro\0ot".into();
+            f.evidence = serde_json::json!({
+                "sample_users": ["ro\0ot", "admin"],
+                "nested": {"k\0": ["\0"]},
+            });
+            f
+        };
+        let created = apply(&mut m, &hostile(5)).await.unwrap().incident;
+        let updated = apply(&mut manager(&store), &hostile(9)).await.unwrap();
+        assert_eq!(updated.incident.id, created.id);
+        let stored = store.get(created.id).await.unwrap().unwrap();
+        assert_eq!(stored.client, "identity:ro\u{fffd}ot");
+        assert_eq!(stored.summary, "brute force on ro\u{fffd}ot");
+        assert_eq!(
+            stored.evidence,
+            serde_json::json!({
+                "sample_users": ["ro\u{fffd}ot", "admin"],
+                "nested": {"k\u{fffd}": ["\u{fffd}"]},
+            })
+        );
+        assert_eq!(store.count().await.unwrap(), 1);
+    }
 
     pub async fn audit_entries_come_back_newest_first(db: &TestDb) {
         use crate::store::audit::{self, AuditAction};
@@ -589,4 +626,26 @@ mod cases {
         let err = m.apply(&f).await.unwrap_err();
         assert!(matches!(err, StoreError::OutOfRange { .. }), "{err}");
     }
+}
+
+/// PostgreSQL's refusal of a value is permanent; a pool timing out is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_value_is_a_data_error_and_a_timeout_is_not() {
+    use crate::store::{Db, StoreError};
+    let db = TestDb::postgres().await;
+    let store = db.store().await;
+    let Db::Postgres(pool) = store.db() else {
+        panic!("a PostgreSQL test database");
+    };
+    let refused = sqlx::query(r#"SELECT '{"u": "a\u0000b"}'::jsonb"#)
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    let query = |source| StoreError::Query {
+        backend: "postgres",
+        operation: "test",
+        source,
+    };
+    assert!(query(refused).is_data_error());
+    assert!(!query(sqlx::Error::PoolTimedOut).is_data_error());
 }

@@ -121,24 +121,48 @@ fn sources(finding: &Finding) -> Vec<String> {
     finding.sources.iter().map(ToString::to_string).collect()
 }
 
+/// `s` as every store can keep it: NUL, which an attacker can put in a
+/// username or header and which PostgreSQL refuses in `text` and `jsonb`,
+/// becomes U+FFFD (as invalid UTF-8 already does). Applied to everything an
+/// incident takes from a finding, so both stores keep the same incident.
+fn storable(s: &str) -> String {
+    s.replace('\0', "\u{fffd}")
+}
+
+/// [`storable`] over every string of a JSON value, keys included.
+fn storable_json(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(s) if s.contains('\0') => Value::String(storable(s)),
+        Value::Array(items) => Value::Array(items.iter().map(storable_json).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (storable(k), storable_json(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 /// The incident a finding opens (revision 0, status open).
 pub fn open(finding: &Finding) -> IncidentChange {
-    let fingerprint = fingerprint(finding.kind, &finding.key, finding.first_seen);
+    let client = storable(&finding.key);
+    let fingerprint = fingerprint(finding.kind, &client, finding.first_seen);
     IncidentChange {
         incident: Incident {
             id: incident_id(&fingerprint),
             fingerprint,
             kind: finding.kind,
             technique: finding.technique.to_owned(),
-            client: finding.key.clone(),
+            client,
             sources: sources(finding),
             first_seen: finding.first_seen,
             last_seen: finding.last_seen,
             detected_at: finding.detected_at,
             severity: finding.severity,
             status: IncidentStatus::Open,
-            summary: finding.summary.clone(),
-            evidence: finding.evidence.clone(),
+            summary: storable(&finding.summary),
+            evidence: storable_json(&finding.evidence),
             events: finding.events,
             revision: 0,
             assignee: None,
@@ -160,8 +184,8 @@ pub fn merge(incident: &Incident, finding: &Finding) -> Option<IncidentChange> {
         // Findings are cumulative pictures of their episode: the latest one
         // describes the attack best.
         next.technique = finding.technique.to_owned();
-        next.summary = finding.summary.clone();
-        next.evidence = finding.evidence.clone();
+        next.summary = storable(&finding.summary);
+        next.evidence = storable_json(&finding.evidence);
         next.sources = sources(finding);
     }
     if next == *incident {
@@ -265,6 +289,17 @@ impl IncidentManager {
     /// nothing. On `Ok(Some(_))` the change is durable (incident and timeline
     /// committed together).
     pub async fn apply(&mut self, finding: &Finding) -> Result<Option<IncidentChange>> {
+        // Looked up, fingerprinted and stored by its key: clean it first.
+        let cleaned;
+        let finding = if finding.key.contains('\0') {
+            cleaned = Finding {
+                key: storable(&finding.key),
+                ..finding.clone()
+            };
+            &cleaned
+        } else {
+            finding
+        };
         if let Some(w) = &self.watermark {
             w.advance(finding.last_seen);
         }

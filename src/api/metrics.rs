@@ -90,6 +90,11 @@ pub const FAMILIES: &[(&str, MetricType, &str)] = &[
         "Incident updates and escalations from findings, by kind.",
     ),
     (
+        "gatewatch_incidents_refused_total",
+        MetricType::Counter,
+        "Findings whose data the incident store refused (skipped, logged), by kind.",
+    ),
+    (
         "gatewatch_incidents_unresolved",
         MetricType::Gauge,
         "Incidents not resolved (open, acknowledged, reopened) in the store, by kind and severity.",
@@ -281,6 +286,11 @@ impl MetricSource for PipelineMetrics {
                 "gatewatch_incidents_updated_total",
                 &l,
                 s.incidents_updated[i].load(Relaxed) as f64,
+            );
+            out.sample(
+                "gatewatch_incidents_refused_total",
+                &l,
+                s.incidents_refused[i].load(Relaxed) as f64,
             );
         }
     }

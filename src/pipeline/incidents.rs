@@ -74,6 +74,14 @@ impl IncidentStage {
         let change = loop {
             match self.manager.apply(finding).await {
                 Ok(change) => break change,
+                Err(error) if error.is_data_error() => {
+                    // Retrying cannot help, and would hold up every later
+                    // incident: count it, say which, and go on.
+                    let i = PipelineStats::kind_index(finding.kind);
+                    self.stats.incidents_refused[i].fetch_add(1, Relaxed);
+                    tracing::error!(error = %error, kind = %finding.kind, client = %finding.key.escape_debug(), "The incident store refused an incident's data; skipped.");
+                    return Ok(());
+                }
                 Err(error) if self.retry_store => {
                     tracing::error!(error = %error, retry_in_ms = delay.as_millis() as u64, "Storing an incident failed; retrying.");
                     tokio::time::sleep(delay).await;

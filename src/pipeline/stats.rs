@@ -32,6 +32,9 @@ pub struct PipelineStats {
     pub incidents_created: [AtomicU64; 3],
     /// Incident updates (same incident, new information), by kind.
     pub incidents_updated: [AtomicU64; 3],
+    /// Findings the store refused as data (see `StoreError::is_data_error`),
+    /// by kind.
+    pub incidents_refused: [AtomicU64; 3],
     /// Newest event time seen (ms), for lag.
     pub newest_event_ms: AtomicU64,
     /// Clients tracked by each detector shard (the largest detector table).
@@ -46,6 +49,7 @@ impl PipelineStats {
             findings: Default::default(),
             incidents_created: Default::default(),
             incidents_updated: Default::default(),
+            incidents_refused: Default::default(),
             newest_event_ms: AtomicU64::new(0),
             tracked_clients: (0..shards).map(|_| AtomicU64::new(0)).collect(),
         }

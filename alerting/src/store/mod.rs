@@ -142,6 +142,24 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// Whether writing the same data again can never succeed: the values
+    /// themselves are refused (out of range, unencodable, or the database's
+    /// SQL state class 22, "data exception"), not the connection or a
+    /// concurrent writer. A live pipeline must not retry such a write for
+    /// ever and stall every later incident behind it.
+    pub fn is_data_error(&self) -> bool {
+        match self {
+            StoreError::OutOfRange { .. } | StoreError::Json { .. } => true,
+            StoreError::Query { source, .. } => source
+                .as_database_error()
+                .and_then(|e| e.code())
+                .is_some_and(|code| code.starts_with("22")),
+            _ => false,
+        }
+    }
+}
+
 /// The store's result type.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
