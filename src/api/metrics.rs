@@ -102,7 +102,7 @@ pub const FAMILIES: &[(&str, MetricType, &str)] = &[
     (
         "gatewatch_notifications_total",
         MetricType::Counter,
-        "Notification attempts, by channel and outcome (sent, retried, dead, suppressed).",
+        "Notification attempts, by configured channel name and outcome (delivered, retried, released, dead).",
     ),
     (
         "gatewatch_notification_outbox",
@@ -301,8 +301,9 @@ impl MetricSource for PipelineMetrics {
 pub struct NotificationCounters(Mutex<BTreeMap<(String, String), u64>>);
 
 impl NotificationCounters {
-    /// Counts one attempt on `channel` (`slack`, `email`, `webhook`) that
-    /// ended in `outcome` (`sent`, `retried`, `dead`, `suppressed`).
+    /// Counts one attempt on the channel named `channel` (its configured
+    /// name) that ended in `outcome` (`delivered`, `retried`, `released`,
+    /// `dead`).
     pub fn record(&self, channel: &str, outcome: &str) {
         if let Ok(mut m) = self.0.lock() {
             *m.entry((channel.to_owned(), outcome.to_owned()))

@@ -21,6 +21,26 @@ pub(crate) fn client(channel: &str, timeout: Duration) -> Result<reqwest::Client
         })
 }
 
+/// A failed request as text for logs and the outbox's `last_error`: the
+/// error and its causes ("error sending request: client error (Connect):
+/// tcp connect error: Connection refused"), so an operator can tell a
+/// refused connection from DNS or TLS trouble, but never the URL — it is a
+/// credential (`without_url`, and any cause quoting it is cut).
+fn describe(e: reqwest::Error, url: &Secret) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    if !url.expose().is_empty() && text.contains(url.expose()) {
+        text = text.replace(url.expose(), "<url>");
+    }
+    text
+}
+
 /// POSTs `body` as JSON to `url` with `headers`; `Ok` on 2xx.
 pub(crate) async fn post_json(
     client: &reqwest::Client,
@@ -35,10 +55,8 @@ pub(crate) async fn post_json(
         .body(body)
         .send()
         .await
-        // without_url: the URL is a credential and must not reach a log
-        // line or the outbox's last_error.
         .map_err(|e| NotifyError::Transient {
-            reason: e.without_url().to_string(),
+            reason: describe(e, url),
         })?;
     let status = response.status();
     if status.is_success() {
@@ -86,6 +104,26 @@ pub(crate) fn insert(headers: &mut HeaderMap, name: &'static str, value: String)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_refused_connection_says_so_without_the_url() {
+        // A port nothing listens on: bind one, then let it go.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = Secret::new(format!("http://127.0.0.1:{port}/hooks/T0/s3cr3t-token"));
+        let client = client("test", Duration::from_secs(2)).unwrap();
+        let err = post_json(&client, &url, HeaderMap::new(), b"{}".to_vec())
+            .await
+            .unwrap_err();
+        let NotifyError::Transient { reason } = err else {
+            panic!("a refused connection is worth retrying: {err:?}");
+        };
+        assert!(reason.to_lowercase().contains("refused"), "{reason}");
+        assert!(!reason.contains("s3cr3t-token"), "{reason}");
+    }
 
     #[test]
     fn retry_after_forms() {
