@@ -83,7 +83,20 @@ pub fn plan(args: &RunArgs) -> anyhow::Result<String> {
         }
     }
     if cfg.api.enabled {
-        let _ = writeln!(out, "api: http://{}", cfg.api.listen);
+        match &cfg.api.tls {
+            None => {
+                let _ = writeln!(out, "api: http://{}", cfg.api.listen);
+            }
+            Some(t) => {
+                crate::api::TlsConfig {
+                    cert_path: t.cert_path.clone(),
+                    key_path: t.key_path.clone(),
+                }
+                .acceptor()
+                .context("Invalid [api.tls]")?;
+                let _ = writeln!(out, "api: https://{}", cfg.api.listen);
+            }
+        }
     }
     let channels: Vec<String> = cfg
         .notifications

@@ -171,6 +171,11 @@ async fn serve_api(
         cert_path: t.cert_path.clone(),
         key_path: t.key_path.clone(),
     });
+    // Read the certificate and key now: a bad [api.tls] must stop the
+    // start, not leave a service running without its API.
+    if let Some(tls) = &tls {
+        tls.acceptor().context("Invalid [api.tls]")?;
+    }
     Ok(tokio::spawn(api::serve(listener, state, tls, shutdown)))
 }
 
