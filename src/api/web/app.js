@@ -128,6 +128,11 @@ function renderList(main) {
   pollTimer = setInterval(loadList, POLL_MS);
 }
 
+// Each list request is numbered: a reply to a request that a newer one
+// (another filter, the next poll) has replaced is dropped, so the rows
+// always match the filters on screen.
+let listRequest = 0;
+
 async function loadList() {
   const params = new URLSearchParams();
   for (const [k, v] of Object.entries(filters)) if (v) params.set(k, v);
@@ -135,8 +140,10 @@ async function loadList() {
   const status = document.getElementById('list-status');
   const tbody = document.querySelector('#incidents tbody');
   if (!tbody) return;
+  const mine = ++listRequest;
   try {
     const page = await api('GET', '/incidents?' + params.toString());
+    if (mine !== listRequest) return;
     setStatus(status, null);
     clear(tbody);
     if (page.incidents.length === 0) {
@@ -151,7 +158,7 @@ async function loadList() {
         el('td', {}, el('span', { class: 'status' }, i.status)),
         el('td', {}, i.summary)));
     }
-  } catch (err) { setStatus(status, err); }
+  } catch (err) { if (mine === listRequest) setStatus(status, err); }
 }
 
 // --- Incident page -------------------------------------------------------
