@@ -1,7 +1,9 @@
 //! Live ingestion over syslog with real clients: util-linux `logger` in
 //! every framing, and real nginx and HAProxy (Debian packages) writing
 //! their access logs to gatewatch's syslog listener while curl attacks a
-//! local upstream through them.
+//! local upstream through them. nginx also writes the README's recommended
+//! JSON format, for requests sent byte for byte with hostile headers and
+//! paths.
 
 mod support;
 
@@ -420,4 +422,285 @@ fn haproxy_httplog_over_syslog() {
     });
     let (clean, log) = gw.terminate();
     assert!(clean, "{log}");
+}
+
+/// The `log_format … escape=json` line of the README's "nginx" section, read
+/// at test time: nginx below runs with exactly what users are told to paste,
+/// so a drift of the documented format breaks this test.
+fn readme_nginx_json_log_format() -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("read README.md");
+    let section = readme
+        .split("\n### ")
+        .find(|s| s.starts_with("nginx\n"))
+        .expect("README has a \"### nginx\" section");
+    let block = section
+        .split("```nginx\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("the nginx section has an ```nginx block");
+    block
+        .lines()
+        .find(|l| l.starts_with("log_format ") && l.contains("escape=json"))
+        .expect("the nginx block has a `log_format … escape=json` line")
+        .trim()
+        .to_string()
+}
+
+/// A second nginx (in `dir/front`), the reverse proxy in front of
+/// `upstream_port`, that defines `log_format` and logs every request with it
+/// to gatewatch's syslog listener.
+fn start_nginx_json_front(
+    dir: &TempDir,
+    front_port: u16,
+    upstream_port: u16,
+    syslog_port: u16,
+    log_format: &str,
+) -> Guard {
+    let prefix = dir.path("front");
+    std::fs::create_dir_all(&prefix).unwrap();
+    let p = prefix.display();
+    let name = log_format
+        .split_whitespace()
+        .nth(1)
+        .expect("log_format NAME …");
+    let conf = format!(
+        "daemon off; master_process off; pid {p}/nginx.pid; error_log {p}/nginx-error.log;
+         events {{ worker_connections 64; }}
+         http {{
+           client_body_temp_path {p}/body; proxy_temp_path {p}/proxy; fastcgi_temp_path {p}/fcgi;
+           uwsgi_temp_path {p}/uwsgi; scgi_temp_path {p}/scgi;
+           {log_format}
+           server {{
+             listen 127.0.0.1:{front_port};
+             access_log syslog:server=127.0.0.1:{syslog_port},tag=nginx {name};
+             location / {{ proxy_pass http://127.0.0.1:{upstream_port}; }}
+           }}
+         }}"
+    );
+    let conf_path = prefix.join("nginx.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let child = Command::new("/usr/sbin/nginx")
+        .args(["-p", &p.to_string(), "-c"])
+        .arg(&conf_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start nginx (Debian package)");
+    let guard = Guard(child);
+    wait_port(front_port);
+    guard
+}
+
+/// One HTTP/1.1 request written byte for byte (curl would percent-encode or
+/// refuse the hostile targets), with `headers`; returns the status.
+fn raw_http(port: u16, method: &str, target: &[u8], headers: &[(&str, &[u8])]) -> u16 {
+    use std::io::{Read, Write};
+    let mut req = Vec::new();
+    req.extend_from_slice(method.as_bytes());
+    req.push(b' ');
+    req.extend_from_slice(target);
+    req.extend_from_slice(b" HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n");
+    if method == "POST" {
+        req.extend_from_slice(b"Content-Length: 0\r\n");
+    }
+    for (name, value) in headers {
+        req.extend_from_slice(name.as_bytes());
+        req.extend_from_slice(b": ");
+        req.extend_from_slice(value);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"\r\n");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to nginx");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(&req).expect("send request");
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    resp.strip_prefix(b"HTTP/1.1 ")
+        .and_then(|r| std::str::from_utf8(r.get(..3)?).ok())
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {:?}", String::from_utf8_lossy(&resp)))
+}
+
+/// The sum of a family's samples in a `/metrics` page (0 when it has none).
+fn metric_total(metrics: &str, family: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(family)
+                .is_some_and(|rest| rest.starts_with(['{', ' ']))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Whether the JSON array `v` holds the string `s`.
+fn holds(v: &serde_json::Value, s: &str) -> bool {
+    v.as_array()
+        .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(s)))
+}
+
+/// The README's recommended nginx JSON format, written by a real nginx and
+/// sent over syslog, parsed by `nginx_json` with every hostile byte a client
+/// can put in a request: `escape=json` escapes `"`, `\` and control
+/// characters (as `\u001F`, upper-case hex) but writes bytes ≥ 0x80 raw, and
+/// nginx itself refuses control characters in the request line (a 400
+/// logged with empty request fields). Clients are told apart by
+/// `X-Forwarded-For`, trusted from nginx only. The account and the paths
+/// come back in the incidents' samples; user agents appear in no incident,
+/// so for them the proof is that every line carrying one parsed.
+#[test]
+fn nginx_json_access_log_over_syslog_with_hostile_headers() {
+    use base64::Engine;
+    // Brute forcer and prober, as the load balancer in front of nginx says.
+    const BRUTE: &str = "198.51.100.23";
+    const PROBER: &str = "198.51.100.24";
+    // What nginx decodes from Basic credentials becomes `$remote_user`:
+    // any bytes but `:`, NUL included (written `\u0000`).
+    const USER: &[u8] = b"ro\"ot\\\x00\x01\x1f<script>\xc3\xbc";
+    // Valid UTF-8: these lines parse on the strict path.
+    const UA: &[u8] = b"Mozilla/5.0 \"><script>alert(1)</script>\\\x01\x7f\t\xc3\xa9";
+    // Not UTF-8: these lines are re-parsed from a lossy copy.
+    const RAW_UA: &[u8] = b"sqlmap/1.8 \"\\\x1b[31m\xff\xfe";
+
+    let log_format = readme_nginx_json_log_format();
+    assert_eq!(
+        log_format,
+        gatewatch_ingest::formats::nginx_json::RECOMMENDED_LOG_FORMAT,
+        "the README must show the format the parser documents"
+    );
+
+    let dir = TempDir::new("live-nginx-json");
+    let (syslog, api) = (free_port(), free_port());
+    // The format named, not recognised; nginx (127.0.0.1) is the only
+    // proxy whose X-Forwarded-For is believed. With a config file, incidents
+    // go to stdout only when asked.
+    let config = dir.path("gatewatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[sources]]\ntype = \"syslog\"\naddress = \"127.0.0.1:{syslog}\"\nformat = \"nginx_json\"\n\n\
+             [parser]\ntrusted_proxies = [\"127.0.0.1/32\"]\n\n[console]\nenabled = true\n"
+        ),
+    )
+    .unwrap();
+    let gw = Running::start(
+        &dir.0,
+        &[
+            ("GATEWATCH_API_ADDR", format!("127.0.0.1:{api}")),
+            (
+                "GATEWATCH_DATABASE_URL",
+                format!("sqlite://{}", dir.path("gw.db").display()),
+            ),
+        ],
+        &["--config", config.to_str().unwrap()],
+    );
+    let (upstream, front) = (free_port(), free_port());
+    let _upstream = start_nginx(&dir, upstream, None);
+    let _front = start_nginx_json_front(&dir, front, upstream, syslog, &log_format);
+
+    let mut sent = 0;
+    for i in 0..25 {
+        let mut credentials = USER.to_vec();
+        credentials.extend_from_slice(format!(":guess{i}").as_bytes());
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(&credentials)
+        );
+        let headers: [(&str, &[u8]); 3] = [
+            ("Authorization", basic.as_bytes()),
+            ("X-Forwarded-For", BRUTE.as_bytes()),
+            ("User-Agent", UA),
+        ];
+        let status = raw_http(front, "POST", b"/api/v1/auth/login", &headers);
+        assert_eq!(status, 401, "the upstream should refuse the login");
+        sent += 1;
+    }
+    // Samples are kept from a probe episode's second request on: the
+    // hostile targets come right after the first.
+    let probes: [(&[u8], u16); 8] = [
+        (b"/admin", 403),
+        (b"/admin/\"><script>alert(1)</script>\\\xc3\xbc", 403),
+        (b"/actuator/env\xff\xfe", 403),
+        (b"/jenkins/script?cmd=\"<svg/onload=alert(1)>\\", 403),
+        (b"/.env", 404),
+        (b"/.git/config", 404),
+        (b"/manager/html", 403),
+        (b"/console", 403),
+    ];
+    // Garbage left of the client in the chain is never read.
+    let xff = format!("\"><script>, {PROBER}");
+    for (target, want) in probes {
+        let headers: [(&str, &[u8]); 2] =
+            [("X-Forwarded-For", xff.as_bytes()), ("User-Agent", RAW_UA)];
+        let status = raw_http(front, "GET", target, &headers);
+        assert_eq!(status, want, "{}", String::from_utf8_lossy(target));
+        sent += 1;
+    }
+    // nginx refuses this itself and logs it with empty request fields and
+    // no X-Forwarded-For: a line about nginx's own peer, still parsed.
+    let headers: [(&str, &[u8]); 1] = [("X-Forwarded-For", xff.as_bytes())];
+    assert_eq!(raw_http(front, "GET", b"/admin/\x01", &headers), 400);
+    sent += 1;
+
+    let brute = gw.wait_for_incident("nginx JSON brute force", WAIT, |v| {
+        is(v, "credential_stuffing", BRUTE)
+    });
+    assert_eq!(brute["technique"], "brute_force", "{brute}");
+    let user = String::from_utf8(USER.to_vec()).unwrap();
+    assert!(
+        holds(&brute["evidence"]["sample_users"], &user),
+        "the account should round-trip unescaped: {brute}"
+    );
+    let hostile = [
+        "/admin/\"><script>alert(1)</script>\\ü",
+        "/actuator/env\u{fffd}\u{fffd}",
+        "/jenkins/script?cmd=\"<svg/onload=alert(1)>\\",
+    ];
+    let probe = gw.wait_for_incident("nginx JSON probing", WAIT, |v| {
+        is(v, "privilege_probing", PROBER)
+            && hostile
+                .iter()
+                .all(|p| holds(&v["evidence"]["sample_paths"], p))
+    });
+    assert!(
+        holds(&probe["evidence"]["techniques"], "admin_probe"),
+        "{probe}"
+    );
+
+    // Every line nginx wrote arrived and parsed; none was refused. The
+    // incidents may be out before the last lines are through: wait for
+    // every line to be accounted for, then compare.
+    let api = format!("http://127.0.0.1:{api}");
+    let mut metrics = String::new();
+    support::live::eventually("every nginx line accounted for", WAIT, || {
+        metrics = get(&[&format!("{api}/metrics")]);
+        metric_total(&metrics, "gatewatch_events_parsed_total")
+            + metric_total(&metrics, "gatewatch_events_rejected_total")
+            >= f64::from(sent)
+    });
+    for (family, want) in [
+        ("gatewatch_events_received_total", sent),
+        ("gatewatch_events_parsed_total", sent),
+        ("gatewatch_events_rejected_total", 0),
+        ("gatewatch_events_dropped_total", 0),
+        ("gatewatch_lines_truncated_total", 0),
+    ] {
+        assert_eq!(
+            metric_total(&metrics, family),
+            f64::from(want),
+            "{family} after {sent} requests:\n{metrics}"
+        );
+    }
+    assert!(
+        !gw.incidents().iter().any(|v| v["client"] == "127.0.0.1"),
+        "nginx itself is never the client: {:#?}",
+        gw.incidents()
+    );
+    let (clean, log) = gw.terminate();
+    assert!(clean, "{log}");
+    assert!(
+        log.contains(&format!("lines={sent} parsed={sent}")),
+        "every line should have parsed:\n{log}"
+    );
 }
