@@ -783,6 +783,16 @@ mod tests {
             .route()
             .events()
             .contains(&NotifyEvent::Resolved));
+        // Each notification event switches off on its own.
+        let quiet = text.replace(
+            "on_resolve = true",
+            "on_escalate = false, on_reopen = false",
+        );
+        let q: NotificationsConfig = toml::from_str(&quiet).unwrap();
+        assert_eq!(
+            q.channels[0].route().events(),
+            BTreeSet::from([NotifyEvent::Opened])
+        );
         let bad = text.replace("name = \"soc\"", "name = \"soc\"\nmention = \"<!here>\"");
         assert!(toml::from_str::<NotificationsConfig>(&bad).is_err());
         assert!(toml::from_str::<NotificationsConfig>("bogus = 1").is_err());
