@@ -869,3 +869,82 @@ fn run_stdin_prints_stores_and_drains_on_sigint() {
         service.log()
     );
 }
+
+/// `gatewatch run FILE` to SIGINT: waits until every line of `log` is read,
+/// interrupts, and returns the service once it has exited cleanly.
+fn run_file_to_sigint(dir: &TempDir, db_url: &str, args: &[&str], lines: u64) -> Service {
+    let mut service = Service::start(dir, db_url, args, Stdio::null());
+    service.wait_until("reading every line", Duration::from_secs(30), |s| {
+        s.lines_received() == Some(lines)
+    });
+    service.interrupt();
+    let status = service.wait_exit(DRAIN).unwrap_or_else(|| {
+        panic!(
+            "gatewatch run did not exit within {DRAIN:?} of SIGINT:\n{}",
+            service.log()
+        )
+    });
+    assert!(
+        status.success(),
+        "exit {status} after SIGINT:\n{}",
+        service.log()
+    );
+    service
+}
+
+/// `[console] enabled = false` in a config file silences `run`'s console
+/// sink (not one line on stdout) while every incident is still stored; the
+/// default without a config file is on (src/commands/run.rs).
+#[test]
+fn the_console_sink_can_be_switched_off() {
+    // Without a config file the console sink is on: every incident is
+    // printed, and stored as printed.
+    let on_dir = TempDir::new("cli-console-on");
+    let (log, labels, lines) = eval_log(&on_dir);
+    let on_url = format!("sqlite://{}", on_dir.path("x.db").display());
+    let log_arg = path_str(&log).to_string();
+    let args = ["--format", "nginx_combined", log_arg.as_str()];
+    let mut on = run_file_to_sigint(&on_dir, &on_url, &args, lines);
+    let printed = latest_by_id(&on.printed());
+    assert_found_exactly_the_attacks(&labels, &printed);
+    assert_stored_as_printed(&on_url, &printed);
+
+    // `[console] enabled = false`: the same log (read from a directory of
+    // its own, so that no file checkpoint is shared) gives not one line on
+    // stdout, and the very same incidents in the database.
+    let off_dir = TempDir::new("cli-console-off");
+    let config = off_dir.path("gatewatch.toml");
+    std::fs::write(&config, "[console]\nenabled = false\n").expect("write config");
+    let off_url = format!("sqlite://{}", off_dir.path("x.db").display());
+    let args = [
+        "--config",
+        path_str(&config),
+        "--format",
+        "nginx_combined",
+        log_arg.as_str(),
+    ];
+    let mut off = run_file_to_sigint(&off_dir, &off_url, &args, lines);
+    let stdout = off
+        .stdout
+        .take()
+        .expect("stdout read once")
+        .join()
+        .expect("stdout reader");
+    assert!(
+        stdout.is_empty(),
+        "printed with the console sink off:\n{}",
+        String::from_utf8_lossy(&stdout)
+    );
+    let stored = stored_incidents(&off_url);
+    assert_eq!(
+        stored.len(),
+        printed.len(),
+        "incidents stored with the console sink off:\n{}",
+        off.log()
+    );
+    assert_eq!(
+        stored,
+        stored_incidents(&on_url),
+        "the console sink changed what is stored"
+    );
+}

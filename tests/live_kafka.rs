@@ -1,7 +1,8 @@
 //! Live ingestion over Kafka against a real Kafka-protocol broker (tansu,
-//! started by scripts/dev-services): a gatewatch killed with SIGKILL in the
-//! middle of a stream and restarted leaves every attack as exactly one
-//! incident, and two instances in one consumer group find what one finds.
+//! started by scripts/dev-services): a gatewatch killed with SIGKILL while
+//! records it has consumed and processed are not yet committed, and
+//! restarted, leaves every attack as exactly one incident; and two
+//! instances in one consumer group find what one finds.
 
 #[path = "support/kafka.rs"]
 mod kafka;
@@ -9,12 +10,22 @@ mod support;
 
 use gatewatch_alerting::testing::TestDb;
 use gatewatch_loggen::{generate, Label, Request, Scenario};
-use kafka::{assert_each_attack_once, brokers, create_topic, produce_with, stored, wait_all_found};
+use kafka::{
+    assert_each_attack_once, brokers, committed_offsets, create_topic, end_offsets, metric_samples,
+    metric_total, produce_with, stored, wait_all_found,
+};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use support::live::{free_port, Running};
 use support::TempDir;
+
+/// Partitions of every topic here.
+const PARTITIONS: i32 = 4;
+
+/// A commit interval no test run reaches: such an instance commits only
+/// when partitions are revoked and when it shuts down cleanly.
+const NEVER: u64 = 3_600_000;
 
 /// The labelled scenario's requests and labels.
 fn scenario() -> (Vec<Request>, Vec<Label>) {
@@ -28,11 +39,20 @@ async fn produce(topic: &str, requests: &[Request]) {
     produce_with(topic, requests, |_, r| r.ip.to_string()).await;
 }
 
-fn start(dir: &TempDir, db: &TestDb, topic: &str, group: &str) -> Running {
+/// A `gatewatch run` consuming `topic` in `group`, committing offsets every
+/// `commit_interval_ms`; with the port of its API (for `/metrics`).
+fn start(
+    dir: &TempDir,
+    db: &TestDb,
+    topic: &str,
+    group: &str,
+    commit_interval_ms: u64,
+) -> (Running, u16) {
     // A short session timeout: after a SIGKILL the group waits this long
     // for the dead member before its partitions can go to the restarted one
     // (librdkafka's default is 45 s).
     let config = dir.0.join(format!("{group}.toml"));
+    let api = free_port();
     std::fs::write(
         &config,
         format!(
@@ -43,6 +63,7 @@ brokers = "{brokers}"
 group_id = "{group}"
 topics = ["{topic}"]
 format = "nginx_combined"
+commit_interval_ms = {commit_interval_ms}
 properties = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }}
 
 # The whole suite runs in parallel on two cores: a starved consumer can
@@ -53,49 +74,169 @@ properties = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }
 [pipeline]
 partition_idle_ms = 2000
 
+# A config file turns the console sink off by default; the tests read the
+# incidents each instance prints.
+[console]
+enabled = true
+
 [api]
 listen = "127.0.0.1:{api}"
 "#,
             brokers = brokers(),
-            api = free_port(),
         ),
     )
     .expect("write config");
-    Running::start(
+    let gw = Running::start(
         &dir.0,
         &[("GATEWATCH_DATABASE_URL", db.url().to_string())],
         &["--config", config.to_str().expect("utf-8 path")],
-    )
+    );
+    (gw, api)
+}
+
+/// Log lines `gw` has received from Kafka, from its `/metrics`.
+async fn received(api: u16) -> u64 {
+    metric_total(api, "gatewatch_events_received_total")
+        .await
+        .unwrap_or(0.0) as u64
+}
+
+/// Waits until `gw` has received at least `n` log lines.
+async fn wait_received(gw: &Running, api: u16, n: u64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = received(api).await;
+        if got >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "received {got} of {n} lines within {timeout:?}:\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `gw` has statistics (high watermarks) for every partition.
+async fn wait_watermarks_known(gw: &Running, api: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let lags = metric_samples(api, "gatewatch_kafka_consumer_lag").await;
+        if lags
+            .as_ref()
+            .is_some_and(|l| l.len() == PARTITIONS as usize)
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no consumer lag for every partition: {lags:?}\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The ids of `incidents`.
+fn ids(incidents: &[Value]) -> BTreeSet<String> {
+    incidents
+        .iter()
+        .filter_map(|i| i["id"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The group's committed offsets, `None` (nothing committed) as 0.
+fn committed(topic: &str, group: &str) -> Vec<i64> {
+    committed_offsets(topic, group, PARTITIONS)
+        .into_iter()
+        .map(|o| o.unwrap_or(0))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_then_restart_leaves_each_attack_exactly_once() {
     let (requests, labels) = scenario();
-    let topic = create_topic("gw-kill", 4);
+    let topic = create_topic("gw-kill", PARTITIONS as u32);
+    let group = format!("{topic}-group");
     let db = TestDb::postgres().await;
     let store = db.store().await;
     let dir = TempDir::new("live-kafka-kill");
+    let (quarter, half) = (requests.len() / 4, requests.len() / 2);
 
-    // First half of the stream, then a hard kill once incidents are stored
-    // (offsets of what was stored are committed; the rest will replay).
-    let half = requests.len() / 2;
-    produce(&topic, &requests[..half]).await;
-    let gw = start(&dir, &db, &topic, &format!("{topic}-group"));
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while stored(&store).await.len() < 2 {
+    // The first quarter, processed and committed: the broker shows the
+    // group's offsets at the end of every partition. (Produced once the
+    // consumer knows the partitions' high watermarks: a batch taken before
+    // that counts as a backlog, and the merger then holds what follows it
+    // for 40 × partition_idle_ms.)
+    let (gw, api) = start(&dir, &db, &topic, &group, 1000);
+    wait_watermarks_known(&gw, api).await;
+    produce(&topic, &requests[..quarter]).await;
+    let end = end_offsets(&topic, PARTITIONS);
+    assert_eq!(end.iter().sum::<i64>(), quarter as i64);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while committed(&topic, &group) != end {
         assert!(
             Instant::now() < deadline,
-            "no incident from the first half:\n{}",
+            "the first quarter was never committed: {:?} of {end:?}\n{}",
+            committed(&topic, &group),
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (clean, log) = gw.terminate();
+    assert!(clean, "{log}");
+    let base = committed(&topic, &group);
+    assert_eq!(base, end, "committed after a clean stop");
+
+    // The second quarter, read by an instance that never commits on its
+    // own. It is killed once it has stored incidents from it: it started at
+    // the committed offsets, so whatever it printed comes from records past
+    // them, and the broker shows none of those committed.
+    let (gw, api) = start(&dir, &db, &topic, &group, NEVER);
+    wait_watermarks_known(&gw, api).await;
+    produce(&topic, &requests[quarter..half]).await;
+    wait_received(&gw, api, (half - quarter) as u64, Duration::from_secs(60)).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let printed = loop {
+        let printed = ids(&gw.incidents());
+        if !printed.is_empty() && printed.is_subset(&ids(&stored(&store).await)) {
+            break printed;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no stored incident from the second quarter: printed {printed:?}\n{}",
             gw.log()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    };
+    let consumed = received(api).await;
+    assert_eq!(
+        consumed,
+        (half - quarter) as u64,
+        "the second instance must resume at the committed offsets:\n{}",
+        gw.log()
+    );
+    assert_eq!(committed(&topic, &group), base, "committed before the kill");
     gw.kill();
+    let at_kill = committed(&topic, &group);
+    let end = end_offsets(&topic, PARTITIONS);
+    let uncommitted: i64 = end.iter().zip(&at_kill).map(|(e, c)| e - c).sum();
+    assert_eq!(
+        (at_kill, uncommitted),
+        (base, consumed as i64),
+        "at the kill, every record of the second quarter, which the killed instance \
+         received and stored {} incident(s) from, must be uncommitted (ends {end:?})",
+        printed.len()
+    );
 
-    // The rest arrives while gatewatch is down.
+    // The rest arrives while gatewatch is down. The restarted instance
+    // replays the uncommitted quarter, then reads on.
     produce(&topic, &requests[half..]).await;
-    let gw = start(&dir, &db, &topic, &format!("{topic}-group"));
+    let (gw, api) = start(&dir, &db, &topic, &group, 1000);
     wait_all_found(&store, &labels, Duration::from_secs(180), &[&gw]).await;
+    let replayed = (requests.len() - quarter) as u64;
+    wait_received(&gw, api, replayed, Duration::from_secs(60)).await;
     // Let it finish the topic: nothing new may appear, nothing may double.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (clean, log) = gw.terminate();
@@ -107,13 +248,13 @@ async fn sigkill_mid_stream_then_restart_leaves_each_attack_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_in_one_group_find_what_one_finds() {
     let (requests, labels) = scenario();
-    let topic = create_topic("gw-group", 4);
+    let topic = create_topic("gw-group", PARTITIONS as u32);
     produce(&topic, &requests).await;
 
     let single_db = TestDb::postgres().await;
     let single_store = single_db.store().await;
     let dir = TempDir::new("live-kafka-one");
-    let one = start(&dir, &single_db, &topic, &format!("{topic}-one"));
+    let (one, _) = start(&dir, &single_db, &topic, &format!("{topic}-one"), 1000);
     wait_all_found(&single_store, &labels, Duration::from_secs(180), &[&one]).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (clean, log) = one.terminate();
@@ -122,12 +263,12 @@ async fn two_instances_in_one_group_find_what_one_finds() {
     // Both instances share the partitions before the stream starts: a
     // member joining mid-stream moves partitions without their clients'
     // state (a documented limit), which is not what this test is about.
-    let topic = create_topic("gw-group-two", 4);
+    let topic = create_topic("gw-group-two", PARTITIONS as u32);
     let shared_db = TestDb::postgres().await;
     let shared_store = shared_db.store().await;
     let (d1, d2) = (TempDir::new("live-kafka-a"), TempDir::new("live-kafka-b"));
-    let a = start(&d1, &shared_db, &topic, &format!("{topic}-two"));
-    let b = start(&d2, &shared_db, &topic, &format!("{topic}-two"));
+    let (a, _) = start(&d1, &shared_db, &topic, &format!("{topic}-two"), 1000);
+    let (b, _) = start(&d2, &shared_db, &topic, &format!("{topic}-two"), 1000);
     let deadline = Instant::now() + Duration::from_secs(120);
     while !b
         .log()

@@ -162,3 +162,107 @@ pub async fn wait_all_found(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// The offsets `group` has committed for partitions `0..partitions` of
+/// `topic`, as the broker has them (OffsetFetch), read by a client that
+/// neither subscribes nor joins the group, so the group is left as it is;
+/// `None` where the group has committed nothing.
+pub fn committed_offsets(topic: &str, group: &str, partitions: i32) -> Vec<Option<i64>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("offset-reading client");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = consumer
+        .committed_offsets(tpl, Duration::from_secs(15))
+        .expect("fetch the group's committed offsets");
+    (0..partitions)
+        .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => Some(o),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The end offset of partitions `0..partitions` of `topic` (the offset
+/// after its last message), found by reading every partition to its end
+/// outside any group. tansu 0.6 answers ListOffsets (librdkafka's
+/// `fetch_watermarks`) with figures that are not the partitions' ends, so
+/// this reads the messages instead.
+pub fn end_offsets(topic: &str, partitions: i32) -> Vec<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::error::KafkaError;
+    use rdkafka::message::Message;
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set(
+            "group.id",
+            format!("end-offsets-{}", uuid::Uuid::new_v4().simple()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .expect("end-offset-reading client");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("partition offset");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut ends = vec![0; partitions as usize];
+    let mut at_eof = vec![false; partitions as usize];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while at_eof.iter().any(|e| !e) {
+        assert!(
+            Instant::now() < deadline,
+            "could not read {topic} to its end"
+        );
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let p = m.partition() as usize;
+                ends[p] = m.offset() + 1;
+                at_eof[p] = false;
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => at_eof[p as usize] = true,
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    ends
+}
+
+/// Every sample of `name` (labelled or not) on a running gatewatch's
+/// `/metrics` at `api`; `None` when the page cannot be read.
+pub async fn metric_samples(api: u16, name: &str) -> Option<Vec<f64>> {
+    let text = reqwest::get(format!("http://127.0.0.1:{api}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    Some(
+        text.lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.trim().parse().ok())
+            .collect(),
+    )
+}
+
+/// The sum of every sample of `name` on `/metrics` at `api`; `None` when
+/// it cannot be read or has no such sample.
+pub async fn metric_total(api: u16, name: &str) -> Option<f64> {
+    let samples = metric_samples(api, name).await?;
+    (!samples.is_empty()).then(|| samples.iter().sum())
+}
