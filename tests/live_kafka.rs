@@ -154,6 +154,30 @@ fn committed(topic: &str, group: &str) -> Vec<i64> {
         .collect()
 }
 
+/// SIGTERM commits the offsets of every batch read, also those the
+/// partition merger was still holding back for ordering: an instance that
+/// commits only when it stops, stopped right after a burst, leaves nothing
+/// to replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_commits_every_batch_it_read() {
+    let (requests, _) = scenario();
+    let topic = create_topic("gw-stop", PARTITIONS as u32);
+    let group = format!("{topic}-group");
+    let db = TestDb::postgres().await;
+    let dir = TempDir::new("live-kafka-stop");
+    let (gw, api) = start(&dir, &db, &topic, &group, NEVER);
+    // Produced at once, before the consumer has partition statistics: its
+    // first batches count as a backlog, whose followers the merger holds
+    // for 40 × partition_idle_ms — far longer than this test waits.
+    let burst = &requests[..requests.len() / 4];
+    produce(&topic, burst).await;
+    let end = end_offsets(&topic, PARTITIONS);
+    wait_received(&gw, api, burst.len() as u64, Duration::from_secs(60)).await;
+    let (clean, log) = gw.terminate();
+    assert!(clean, "{log}");
+    assert_eq!(committed(&topic, &group), end, "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_then_restart_leaves_each_attack_exactly_once() {
     let (requests, labels) = scenario();

@@ -112,7 +112,7 @@ pub const FAMILIES: &[(&str, MetricType, &str)] = &[
     (
         "gatewatch_kafka_consumer_lag",
         MetricType::Gauge,
-        "Messages between the committed offset and the high watermark, by topic and partition.",
+        "Messages between the consumer's position and the high watermark, by topic and partition.",
     ),
     (
         "gatewatch_detector_tracked_clients",

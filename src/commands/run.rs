@@ -262,6 +262,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // acknowledged (bounded by each source's own timeout), while the
     // pipeline keeps draining.
     stop_sources.cancel();
+    running.drain();
     while supervisors.join_next().await.is_some() {}
     let stats = running.finish().await?;
     shutdown.cancel();

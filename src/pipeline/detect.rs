@@ -19,9 +19,10 @@ use super::StageMsg;
 use gatewatch_alerting::Watermark;
 use gatewatch_detector::{Engine, Event, EventTime, Finding, RequestClass};
 use gatewatch_ingest::Acknowledge;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// The detection thread: ordering, detecting.
@@ -30,7 +31,15 @@ pub struct DetectStage {
     pub merger: PartitionMerger,
     /// Events to findings.
     pub detecting: Detecting,
+    /// Set when the service is stopping: the merger stops waiting for
+    /// quiet partitions and lets everything it holds through, so those
+    /// batches are acknowledged (and their offsets committed) before the
+    /// sources give up waiting.
+    pub draining: Arc<AtomicBool>,
 }
+
+/// How often a merger holding events looks at [`DetectStage::draining`].
+const DRAIN_CHECK: Duration = Duration::from_millis(100);
 
 /// What the receive loop got.
 enum Received {
@@ -64,7 +73,7 @@ impl DetectStage {
             let wait = self
                 .merger
                 .next_deadline()
-                .map(|d| d.saturating_duration_since(Instant::now()));
+                .map(|d| d.saturating_duration_since(Instant::now()).min(DRAIN_CHECK));
             let received = match wait {
                 None => input
                     .blocking_recv()
@@ -96,7 +105,8 @@ impl DetectStage {
                 }
                 Received::Timeout | Received::Closed => {}
             }
-            while let Some(released) = self.merger.pop(Instant::now(), closed) {
+            let flush = closed || self.draining.load(Relaxed);
+            while let Some(released) = self.merger.pop(Instant::now(), flush) {
                 match released {
                     Released::Event(ev) => self.detecting.observe(ev, None),
                     Released::Done(ack) => {

@@ -66,6 +66,8 @@ pub enum StageMsg {
 pub struct Running {
     /// Where sources send batches. Dropping every clone ends the pipeline.
     pub batches: mpsc::Sender<RecordBatch>,
+    /// See [`Running::drain`].
+    draining: Arc<std::sync::atomic::AtomicBool>,
     /// Shared counters.
     pub stats: Arc<PipelineStats>,
     parse: Vec<std::thread::JoinHandle<()>>,
@@ -74,6 +76,14 @@ pub struct Running {
 }
 
 impl Running {
+    /// Says the service is stopping: events held for ordering are let
+    /// through now, so every batch read so far is acknowledged while the
+    /// sources still wait for it (a Kafka source then commits its offsets).
+    pub fn drain(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Waits for the pipeline to drain after every batch sender is dropped.
     pub async fn finish(self) -> anyhow::Result<Arc<PipelineStats>> {
         drop(self.batches);
@@ -181,7 +191,9 @@ pub fn start(
             .context("Failed to start detection")?,
         ),
     };
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stage = detect::DetectStage {
+        draining: draining.clone(),
         merger: order::PartitionMerger::new(
             std::time::Duration::from_millis(cfg.pipeline.partition_idle_ms),
             cfg.pipeline.merge_max_events,
@@ -208,6 +220,7 @@ pub fn start(
     let incidents = tokio::spawn(incident_stage.run(msg_rx));
     Ok(Running {
         batches: batch_tx,
+        draining,
         stats,
         parse: pool.threads,
         detect,
