@@ -210,7 +210,7 @@ fn invalid_configs_fail_naming_the_problem() {
         (
             "bad TOML",
             "[[sources]\ntype = \"file\"\n".into(),
-            &["TOML parse error at line 1"],
+            &["TOML error at line 1"],
         ),
         (
             "json source without a mapping",

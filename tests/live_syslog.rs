@@ -647,7 +647,11 @@ fn nginx_json_access_log_over_syslog_with_hostile_headers() {
         is(v, "credential_stuffing", BRUTE)
     });
     assert_eq!(brute["technique"], "brute_force", "{brute}");
-    let user = String::from_utf8(USER.to_vec()).unwrap();
+    // Everything but NUL, which incidents keep as U+FFFD (PostgreSQL
+    // refuses NUL in text and jsonb).
+    let user = String::from_utf8(USER.to_vec())
+        .unwrap()
+        .replace('\0', "\u{fffd}");
     assert!(
         holds(&brute["evidence"]["sample_users"], &user),
         "the account should round-trip unescaped: {brute}"
