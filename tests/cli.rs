@@ -786,28 +786,13 @@ fn run_file_prints_stores_and_drains_on_sigint() {
     let (log, labels, lines) = eval_log(&dir);
     let db_url = format!("sqlite://{}", dir.path("x.db").display());
     let log_arg = path_str(&log).to_string();
-    let mut service = Service::start(
+    // A followed file never ends, so only the signal stops the run; what is
+    // in flight when it arrives must still be stored.
+    let mut service = run_file_to_sigint(
         &dir,
         &db_url,
         &["--format", "nginx_combined", &log_arg],
-        Stdio::null(),
-    );
-    // A followed file never ends, so only the signal stops the run; what is
-    // in flight when it arrives must still be stored.
-    service.wait_until("reading every line", Duration::from_secs(30), |s| {
-        s.lines_received() == Some(lines)
-    });
-    service.interrupt();
-    let status = service.wait_exit(DRAIN).unwrap_or_else(|| {
-        panic!(
-            "gatewatch run FILE did not exit within {DRAIN:?} of SIGINT:\n{}",
-            service.log()
-        )
-    });
-    assert!(
-        status.success(),
-        "exit {status} after SIGINT:\n{}",
-        service.log()
+        lines,
     );
     assert!(
         service.log().contains("Shutting down"),

@@ -246,17 +246,28 @@ fn start_nginx(dir: &TempDir, upstream_port: u16, front: Option<(u16, u16)>) -> 
            {front}
          }}"
     );
-    let conf_path = dir.path("nginx.conf");
-    std::fs::write(&conf_path, conf).unwrap();
+    spawn_nginx(
+        &p.to_string(),
+        &dir.path("nginx.conf"),
+        &conf,
+        upstream_port,
+    )
+}
+
+/// Writes `conf` to `conf_path`, starts nginx with prefix `prefix` on it and
+/// waits until it listens on `port`.
+fn spawn_nginx(prefix: &str, conf_path: &Path, conf: &str, port: u16) -> Guard {
+    std::fs::write(conf_path, conf).unwrap();
     let child = Command::new("/usr/sbin/nginx")
-        .args(["-p", &p.to_string(), "-c"])
-        .arg(&conf_path)
+        .args(["-p", prefix, "-c"])
+        .arg(conf_path)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start nginx (Debian package)");
-    wait_port(upstream_port);
-    Guard(child)
+    let guard = Guard(child);
+    wait_port(port);
+    guard
 }
 
 fn wait_port(port: u16) {
@@ -478,18 +489,12 @@ fn start_nginx_json_front(
            }}
          }}"
     );
-    let conf_path = prefix.join("nginx.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let child = Command::new("/usr/sbin/nginx")
-        .args(["-p", &p.to_string(), "-c"])
-        .arg(&conf_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start nginx (Debian package)");
-    let guard = Guard(child);
-    wait_port(front_port);
-    guard
+    spawn_nginx(
+        &p.to_string(),
+        &prefix.join("nginx.conf"),
+        &conf,
+        front_port,
+    )
 }
 
 /// One HTTP/1.1 request written byte for byte (curl would percent-encode or
