@@ -377,7 +377,8 @@ fn is_postgres(url: &str) -> bool {
 
 /// Every incident row, by id, read with sqlx (not through gatewatch).
 fn stored_incidents(url: &str) -> BTreeMap<String, Stored> {
-    block_on(async {
+    // (id, kind, client, events, last_seen in ms), whatever the dialect.
+    let rows: Vec<(String, String, String, i64, i64)> = block_on(async {
         if is_postgres(url) {
             let pool = sqlx::PgPool::connect(url).await.expect("connect");
             let rows: Vec<(String, String, String, i64, chrono::DateTime<chrono::Utc>)> =
@@ -387,16 +388,7 @@ fn stored_incidents(url: &str) -> BTreeMap<String, Stored> {
                     .expect("read incidents");
             pool.close().await;
             rows.into_iter()
-                .map(|(id, kind, client, events, last)| {
-                    let last_seen_ms = last.timestamp_millis();
-                    let s = Stored {
-                        kind,
-                        client,
-                        events,
-                        last_seen_ms,
-                    };
-                    (id, s)
-                })
+                .map(|(id, k, c, e, last)| (id, k, c, e, last.timestamp_millis()))
                 .collect()
         } else {
             let pool = sqlx::SqlitePool::connect(url).await.expect("connect");
@@ -407,19 +399,21 @@ fn stored_incidents(url: &str) -> BTreeMap<String, Stored> {
                     .expect("read incidents");
             pool.close().await;
             rows.into_iter()
-                .map(|(id, kind, client, events, last)| {
-                    let last_seen_ms = millis(&last);
-                    let s = Stored {
-                        kind,
-                        client,
-                        events,
-                        last_seen_ms,
-                    };
-                    (id, s)
-                })
+                .map(|(id, k, c, e, last)| (id, k, c, e, millis(&last)))
                 .collect()
         }
-    })
+    });
+    rows.into_iter()
+        .map(|(id, kind, client, events, last_seen_ms)| {
+            let s = Stored {
+                kind,
+                client,
+                events,
+                last_seen_ms,
+            };
+            (id, s)
+        })
+        .collect()
 }
 
 /// The stored incidents are exactly the latest printed versions.

@@ -64,22 +64,11 @@ fn brute_force(ip: &str) -> Vec<Request> {
 
 /// Ten distinct admin routes denied: an admin probe.
 fn admin_probe(ip: &str) -> Vec<Request> {
-    [
-        "/admin",
-        "/admin/config",
-        "/actuator/env",
-        "/actuator/heapdump",
-        "/manager/html",
-        "/phpmyadmin/",
-        "/jenkins/script",
-        "/internal/debug/vars",
-        "/console",
-        "/management/users",
-    ]
-    .iter()
-    .enumerate()
-    .map(|(i, p)| request(ip, i as i64, "GET", p, 403))
-    .collect()
+    support::DENIED_ADMIN_ROUTES
+        .iter()
+        .enumerate()
+        .map(|(i, p)| request(ip, i as i64, "GET", p, 403))
+        .collect()
 }
 
 /// Produces `requests` rendered as `format` into `topic`, keyed by client,

@@ -139,18 +139,7 @@ fn logger_in_rfc3164_and_rfc5424_over_udp_and_tcp() {
         .collect();
     logger(port, &["--tcp", "--rfc5424"], &scan, &dir.0, "tcp5424.log");
 
-    let admin = [
-        "/admin",
-        "/admin/config",
-        "/actuator/env",
-        "/actuator/heapdump",
-        "/manager/html",
-        "/phpmyadmin/",
-        "/jenkins/script",
-        "/internal/debug/vars",
-        "/console",
-        "/management/users",
-    ];
+    let admin = support::DENIED_ADMIN_ROUTES;
     let probe: Vec<String> = admin
         .iter()
         .enumerate()

@@ -181,3 +181,18 @@ pub fn score(labels: &[Label], incidents: &BTreeMap<String, Value>) -> Score {
     }
     s
 }
+
+/// Ten distinct privileged routes a scanner asks for: denied, they make an
+/// admin probe (the default threshold is 2).
+pub const DENIED_ADMIN_ROUTES: [&str; 10] = [
+    "/admin",
+    "/admin/config",
+    "/actuator/env",
+    "/actuator/heapdump",
+    "/manager/html",
+    "/phpmyadmin/",
+    "/jenkins/script",
+    "/internal/debug/vars",
+    "/console",
+    "/management/users",
+];
