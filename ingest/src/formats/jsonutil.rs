@@ -312,8 +312,17 @@ impl<'a> Scan<'a> {
         self.text.as_bytes()
     }
 
-    #[inline]
+    #[inline(always)]
     fn peek(&mut self) -> Option<u8> {
+        match self.b().get(self.i) {
+            Some(b' ') => self.skip_spaces(),
+            next => next.copied(),
+        }
+    }
+
+    /// Out of line: gateways write no spaces between tokens.
+    #[cold]
+    fn skip_spaces(&mut self) -> Option<u8> {
         while self.b().get(self.i) == Some(&b' ') {
             self.i += 1;
         }
@@ -477,7 +486,12 @@ impl<'a> Scan<'a> {
     /// alone — is [`skip`](Self::skip)ped token by token.
     #[inline]
     pub(crate) fn pass_over(&mut self, depth: u32) -> Option<()> {
-        if matches!(self.peek()?, b'{' | b'[') {
+        if let open @ (b'{' | b'[') = self.peek()? {
+            // An empty one (Kong's `"querystring":{}`) needs no skim.
+            if self.b().get(self.i + 1) == Some(&(open + 2)) {
+                self.i += 2;
+                return Some(());
+            }
             let room = SCAN_MAX_DEPTH.saturating_sub(depth);
             if let Some(end) = container_end(self.b(), self.i, room) {
                 self.i = end;
@@ -699,6 +713,12 @@ mod tests {
             assert!(skipped(bad).is_none(), "{shown}");
             assert!(passed_over(bad).is_none(), "{shown}");
         }
+        // Empty containers are passed over without a skim.
+        for empty in [&b"{}"[..], b"[]", b" { } ", b"[[]]"] {
+            let mut sc = Scan::new(empty).unwrap();
+            assert!(sc.pass_over(0).is_some() && sc.at_end(), "{empty:?}");
+        }
+        assert!(passed_over(b"{").is_none());
         let deep = format!("{}1{}", "[".repeat(40), "]".repeat(40));
         assert!(skipped(deep.as_bytes()).is_none());
         assert!(passed_over(deep.as_bytes()).is_none());
