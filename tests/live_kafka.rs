@@ -12,7 +12,7 @@ use gatewatch_alerting::testing::TestDb;
 use gatewatch_loggen::{generate, Label, Request, Scenario};
 use kafka::{
     assert_each_attack_once, brokers, committed_offsets, create_topic, end_offsets, metric_samples,
-    metric_total, produce_with, stored, wait_all_found,
+    metric_total, produce_lines, produce_with, stored, wait_all_found,
 };
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -38,6 +38,9 @@ fn scenario() -> (Vec<Request>, Vec<Label>) {
 async fn produce(topic: &str, requests: &[Request]) {
     produce_with(topic, requests, |_, r| r.ip.to_string()).await;
 }
+
+/// How long the merger waits for a quiet partition (see `start`).
+const PARTITION_IDLE_MS: u64 = 2000;
 
 /// A `gatewatch run` consuming `topic` in `group`, committing offsets every
 /// `commit_interval_ms`; with the port of its API (for `/metrics`).
@@ -72,7 +75,7 @@ properties = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }
 # traffic_spike on the crawler was seen once that way). These tests are
 # about replay and sharing partitions, so they wait longer.
 [pipeline]
-partition_idle_ms = 2000
+partition_idle_ms = {PARTITION_IDLE_MS}
 
 # A config file turns the console sink off by default; the tests read the
 # incidents each instance prints.
@@ -328,4 +331,38 @@ async fn two_instances_in_one_group_find_what_one_finds() {
         "two instances in one group must find what one finds"
     );
     assert_each_attack_once(&labels, &stored(&shared_store).await);
+}
+
+/// A live burst on one partition right after start is not held back for
+/// the partitions that stay empty. Those were announced as possibly
+/// holding a backlog, which the merger waits for 40 × `partition_idle_ms`
+/// (80 s here); the consumer's statistics showing them caught up end that
+/// wait for live traffic, so the incident comes within seconds. (History
+/// produced after the start is still ordered across partitions:
+/// `two_instances_in_one_group_find_what_one_finds`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_burst_on_one_partition_is_not_held_for_the_quiet_ones() {
+    let topic = create_topic("gw-live-burst", PARTITIONS as u32);
+    let db = TestDb::postgres().await;
+    let dir = TempDir::new("live-kafka-live-burst");
+    let (gw, api) = start(&dir, &db, &topic, &format!("{topic}-g"), 1000);
+    wait_watermarks_known(&gw, api).await;
+    // Thirty refused logins over the last minute, all under one key: one
+    // partition gets them, the other three stay empty.
+    let now = chrono::Utc::now();
+    let lines = (0..30i64).map(|i| {
+        let at = now - chrono::Duration::seconds(60 - 2 * i);
+        let line = format!(
+            "203.0.113.50 - admin [{}] \"POST /api/v1/auth/login HTTP/1.1\" 401 153 \"-\" \"attack-tool/1.0\"",
+            at.format("%d/%b/%Y:%H:%M:%S +0000")
+        );
+        ("one client".to_string(), line.into_bytes())
+    });
+    produce_lines(&topic, lines).await;
+    let patience = Duration::from_millis(40 * PARTITION_IDLE_MS);
+    gw.wait_for_incident("from the live burst", patience / 2, |v| {
+        v["client"] == "203.0.113.50"
+    });
+    let (clean, log) = gw.terminate();
+    assert!(clean, "{log}");
 }

@@ -43,6 +43,10 @@ pub enum Origin {
         /// must wait for this partition's next batch rather than treat it
         /// as quiet.
         backlog: bool,
+        /// An empty batch announcing that the partition is caught up: the
+        /// consumer's statistics show nothing at the broker past what it
+        /// read. A quiet partition delivers no batch that could say so.
+        caught_up: bool,
     },
     /// Syslog messages from one peer.
     Syslog {

@@ -90,9 +90,15 @@ impl DetectStage {
             match received {
                 Received::Batch(Parsed::Partition {
                     lane,
+                    caught_up: true,
+                    ..
+                }) => self.merger.caught_up(&lane),
+                Received::Batch(Parsed::Partition {
+                    lane,
                     events,
                     ack,
                     backlog,
+                    ..
                 }) => self.merger.push(lane, events, ack, backlog, Instant::now()),
                 Received::Batch(Parsed::Lines { text, events, ack }) => {
                     for ev in events {

@@ -13,8 +13,12 @@
 //! lane could still deliver an earlier one: a lane is active when it
 //! delivered within `idle_after` (wall clock) and has not yet shown an
 //! event at or after the candidate. A partition that goes quiet therefore
-//! holds the others back for at most `idle_after`, and a cap on buffered
-//! events bounds memory whatever the partitions do. A batch is acknowledged
+//! holds the others back for at most `idle_after` (40 times that when the
+//! source said it holds a backlog, as it says of every freshly assigned
+//! partition until its statistics show it caught up; a caught-up partition
+//! keeps that longer patience only while the events waiting are history,
+//! not live traffic), and a cap on buffered events bounds memory whatever
+//! the partitions do. A batch is acknowledged
 //! once all its events are released, in order within its lane.
 
 use gatewatch_detector::{Event, EventTime};
@@ -52,29 +56,41 @@ struct Lane {
     newest: EventTime,
     /// The last batch said more messages were waiting at the broker.
     backlog: bool,
+    /// The source said the partition is caught up, and nothing arrived
+    /// since: it can only deliver what is written from now on.
+    caught_up: bool,
 }
 
 impl Lane {
-    /// Whether this (empty) lane may still deliver something before `head`
-    /// and so must be waited for.
-    fn may_precede(&self, head: EventTime, now: Instant, idle_after: Duration) -> bool {
-        let patience = if self.backlog {
+    /// How long after its last arrival this lane is waited for;
+    /// `head_is_live` says whether the next event to go is live traffic
+    /// (see [`PartitionMerger::is_live`]; asked only of caught-up lanes, as
+    /// it reads the clock).
+    fn patience(&self, idle_after: Duration, head_is_live: impl Fn() -> bool) -> Duration {
+        // A caught-up partition gets only what is written from now on. For
+        // live traffic that is nothing earlier than the head, so it is
+        // waited for as any quiet partition; while the head is history (a
+        // backfill into the topic), the partition may get history too and
+        // keeps the patience of a backlog.
+        if self.backlog || (self.caught_up && !head_is_live()) {
             idle_after * BACKLOG_PATIENCE
         } else {
             idle_after
-        };
-        self.queue.is_empty()
-            && self.newest < head
-            && now.duration_since(self.last_arrival) < patience
+        }
     }
 
-    fn patience_ends(&self, idle_after: Duration) -> Instant {
-        let patience = if self.backlog {
-            idle_after * BACKLOG_PATIENCE
-        } else {
-            idle_after
-        };
-        self.last_arrival + patience
+    /// Whether this (empty) lane may still deliver something before `head`
+    /// and so must be waited for.
+    fn may_precede(
+        &self,
+        head: EventTime,
+        head_is_live: impl Fn() -> bool,
+        now: Instant,
+        idle_after: Duration,
+    ) -> bool {
+        self.queue.is_empty()
+            && self.newest < head
+            && now.duration_since(self.last_arrival) < self.patience(idle_after, head_is_live)
     }
 }
 
@@ -118,9 +134,11 @@ impl PartitionMerger {
             last_arrival: now,
             newest: EventTime::MIN,
             backlog,
+            caught_up: false,
         });
         l.last_arrival = now;
         l.backlog = backlog;
+        l.caught_up = false;
         self.started.get_or_insert(now);
         if let Some(max) = events.iter().map(|e| e.ts).max() {
             l.newest = l.newest.max(max);
@@ -130,6 +148,23 @@ impl PartitionMerger {
             events: events.into(),
             ack,
         });
+    }
+
+    /// The source says `lane` is caught up: see [`Lane::patience`]. Not an
+    /// arrival: it does not make a quiet lane active again.
+    pub fn caught_up(&mut self, lane: &LaneId) {
+        if let Some(l) = self.lanes.get_mut(lane) {
+            l.backlog = false;
+            l.caught_up = true;
+        }
+    }
+
+    /// Whether `head` is live traffic rather than history: within the
+    /// backlog patience of the wall clock. Only caught-up lanes ask.
+    fn is_live(&self, head: EventTime) -> bool {
+        let window = (self.idle_after * BACKLOG_PATIENCE).as_millis() as i64;
+        let now = EventTime::from_datetime(chrono::Utc::now());
+        head.millis() >= now.millis().saturating_sub(window)
     }
 
     /// Events waiting.
@@ -147,16 +182,7 @@ impl PartitionMerger {
                 return Some(Released::Done(done.ack));
             }
         }
-        let (lane, head) = self
-            .lanes
-            .iter()
-            .filter_map(|(id, l)| {
-                l.queue
-                    .front()
-                    .and_then(|p| p.events.front())
-                    .map(|e| (id, e.ts))
-            })
-            .min_by_key(|&(id, ts)| (ts, id))?;
+        let (lane, head) = self.head()?;
         let lane = lane.clone();
         let warming_up = self
             .started
@@ -164,10 +190,9 @@ impl PartitionMerger {
         let must_wait = !flush
             && self.buffered < self.max_buffered
             && (warming_up
-                || self
-                    .lanes
-                    .iter()
-                    .any(|(id, l)| *id != lane && l.may_precede(head, now, self.idle_after)));
+                || self.lanes.iter().any(|(id, l)| {
+                    *id != lane && l.may_precede(head, || self.is_live(head), now, self.idle_after)
+                }));
         if must_wait {
             return None;
         }
@@ -184,12 +209,27 @@ impl PartitionMerger {
             return None;
         }
         let warm_up_end = self.started.map(|t| t + self.idle_after);
+        let head = self.head().map(|(_, ts)| ts);
+        let head_is_live = || head.is_some_and(|h| self.is_live(h));
         self.lanes
             .values()
             .filter(|l| l.queue.is_empty())
-            .map(|l| l.patience_ends(self.idle_after))
+            .map(|l| l.last_arrival + l.patience(self.idle_after, head_is_live))
             .chain(warm_up_end)
             .min()
+    }
+
+    /// The lane whose next event is the earliest, and that event's time.
+    fn head(&self) -> Option<(&LaneId, EventTime)> {
+        self.lanes
+            .iter()
+            .filter_map(|(id, l)| {
+                l.queue
+                    .front()
+                    .and_then(|p| p.events.front())
+                    .map(|e| (id, e.ts))
+            })
+            .min_by_key(|&(id, ts)| (ts, id))
     }
 }
 
@@ -328,5 +368,34 @@ mod tests {
         assert_eq!(got, vec![1], "lane 1 has more at the broker: wait for it");
         let much_later = t0 + idle * (BACKLOG_PATIENCE + 1);
         assert!(matches!(m.pop(much_later, false), Some(Released::Event(_))));
+    }
+
+    /// A partition announced as possibly holding a backlog that the source
+    /// then reports caught up stops holding live traffic back at once (the
+    /// first burst after a start waited out the whole backlog patience),
+    /// but still holds history: a backfill may reach it a moment later.
+    #[test]
+    fn a_caught_up_partition_holds_history_but_not_live_traffic() {
+        let idle = Duration::from_millis(100);
+        let wall = EventTime::from_datetime(chrono::Utc::now()).secs();
+        for (first, live) in [(wall, true), (1_000, false)] {
+            let mut m = PartitionMerger::new(idle, 1000);
+            let t0 = Instant::now();
+            m.push(lane(1), vec![], None, true, t0); // assigned
+            let later = t0 + idle * 3;
+            m.push(lane(0), vec![ev(first)], None, false, later);
+            assert_eq!(drain(&mut m, later, false), vec!["done"], "{first}");
+            m.caught_up(&lane(1));
+            let released = drain(&mut m, later, false);
+            if live {
+                assert_eq!(released, vec![first.to_string(), "done".into()]);
+            } else {
+                assert!(released.is_empty(), "{released:?}");
+                let patience_ends = t0 + idle * BACKLOG_PATIENCE;
+                let just_before = patience_ends - Duration::from_millis(1);
+                assert!(drain(&mut m, just_before, false).is_empty());
+                assert_eq!(drain(&mut m, patience_ends, false), vec!["1000", "done"]);
+            }
+        }
     }
 }

@@ -161,6 +161,8 @@ pub enum Parsed {
         ack: Option<Box<dyn Acknowledge>>,
         /// Whether the broker held more messages past it.
         backlog: bool,
+        /// An empty batch saying the partition is caught up.
+        caught_up: bool,
     },
 }
 
@@ -185,6 +187,7 @@ impl ParseStage {
                     ref topic,
                     partition,
                     backlog,
+                    caught_up,
                     ..
                 } => {
                     let mut events = Vec::with_capacity(batch.len());
@@ -195,6 +198,7 @@ impl ParseStage {
                         events,
                         ack: batch.ack.take(),
                         backlog,
+                        caught_up,
                     }
                 }
                 _ => {

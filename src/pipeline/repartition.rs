@@ -330,6 +330,14 @@ impl Publisher {
                     Origin::Kafka {
                         ref topic,
                         partition,
+                        caught_up: true,
+                        ..
+                    } => self
+                        .merger
+                        .caught_up(&(batch.source, topic.clone(), partition)),
+                    Origin::Kafka {
+                        ref topic,
+                        partition,
                         backlog,
                         ..
                     } => {

@@ -54,14 +54,20 @@ pub async fn produce_with(
     requests: &[Request],
     key: impl Fn(usize, &Request) -> String,
 ) {
-    let producer = RepartitionProducer::new(&brokers(), topic, &BTreeMap::new()).expect("producer");
-    let mut deliveries = Vec::with_capacity(requests.len());
-    let mut line = Vec::new();
-    for (i, r) in requests.iter().enumerate() {
-        line.clear();
+    let lines = requests.iter().enumerate().map(|(i, r)| {
+        let mut line = Vec::new();
         render(r, LogFormat::NginxCombined, &mut line);
         line.pop();
-        let key = key(i, r);
+        (key(i, r), line)
+    });
+    produce_lines(topic, lines).await;
+}
+
+/// Produces each `(key, line)` as one message, waiting for every delivery.
+pub async fn produce_lines(topic: &str, lines: impl IntoIterator<Item = (String, Vec<u8>)>) {
+    let producer = RepartitionProducer::new(&brokers(), topic, &BTreeMap::new()).expect("producer");
+    let mut deliveries = Vec::new();
+    for (key, line) in lines {
         deliveries.push(
             producer
                 .enqueue(key.as_bytes(), &line)

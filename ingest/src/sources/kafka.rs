@@ -22,8 +22,10 @@
 //!   librdkafka's statistics, every `lag_interval_ms`, into
 //!   [`SourceMetrics::kafka_lag`]; the same high watermarks mark each batch
 //!   whose partition holds more (`Origin::Kafka::backlog`), and an empty
-//!   batch announces each assigned and revoked partition, so the pipeline
-//!   can merge partitions by event time without guessing which exist.
+//!   batch announces each assigned and revoked partition, and each assigned
+//!   one the statistics first show caught up (`Origin::Kafka::caught_up`),
+//!   so the pipeline can merge partitions by event time without guessing
+//!   which exist or waiting for a quiet one as for a backlog.
 //!
 //! librdkafka's consumer API is blocking, so the consumer runs on a
 //! dedicated thread that polls, batches, and hands batches to the async
@@ -297,6 +299,10 @@ struct PartState {
     gap: bool,
     /// The partition's high watermark in the last statistics (-1 before).
     high_watermark: i64,
+    /// What the pipeline was last told: the partition may hold a backlog.
+    /// True from the assignment until a batch or the statistics show it
+    /// caught up.
+    backlog_told: bool,
 }
 
 /// State shared by the consumer thread, the rebalance callbacks and the
@@ -312,6 +318,9 @@ struct Shared {
     /// Partitions assigned since the consumer thread last looked: it
     /// announces them to the pipeline (see [`announce`]).
     assigned: Mutex<Vec<Key>>,
+    /// Partitions the statistics showed caught up while the pipeline still
+    /// thought they might hold a backlog: the consumer thread tells it.
+    caught_up: Mutex<Vec<Key>>,
     epochs: AtomicU64,
 }
 
@@ -435,6 +444,14 @@ impl ClientContext for Context {
             if p.hi_offset >= 0 && position >= 0 {
                 self.metrics
                     .set_lag(key.0.clone(), key.1, (p.hi_offset - position).max(0));
+                if st.backlog_told && position >= p.hi_offset {
+                    st.backlog_told = false;
+                    self.shared
+                        .caught_up
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(key.clone());
+                }
             }
         }
     }
@@ -517,6 +534,7 @@ impl ConsumerContext for Context {
                         in_flight: 0,
                         gap: false,
                         high_watermark: -1,
+                        backlog_told: true,
                     });
                 }
                 self.metrics
@@ -558,26 +576,41 @@ impl ConsumerContext for Context {
 /// batch, or none came yet (a fresh assignment starts with a backlog until
 /// shown otherwise).
 fn mark_backlog(shared: &Shared, key: &Key, p: &mut Pending) {
-    let more = shared
-        .parts()
-        .get(key)
-        .is_some_and(|st| st.high_watermark < 0 || st.high_watermark > p.next_offset);
+    let mut parts = shared.parts();
+    let more = parts.get_mut(key).is_some_and(|st| {
+        st.backlog_told = st.high_watermark < 0 || st.high_watermark > p.next_offset;
+        st.backlog_told
+    });
+    drop(parts);
     if let Origin::Kafka { backlog, .. } = &mut p.batch.origin {
         *backlog = more;
     }
 }
 
-/// An empty batch that tells the pipeline a partition was assigned (it may
-/// hold a backlog, so ordering by event time waits for it) or revoked (it
-/// will not deliver any more, so waiting for it is pointless).
-fn announce(source: SourceId, key: Key, backlog: bool) -> RecordBatch {
+/// What an [`announce`]ment tells the pipeline of a partition.
+#[derive(Clone, Copy)]
+enum News {
+    /// Assigned: it may hold a backlog, so ordering by event time waits
+    /// for it.
+    Assigned,
+    /// Caught up: nothing at the broker past what was read (see
+    /// `Origin::Kafka::caught_up`).
+    CaughtUp,
+    /// Revoked: it will not deliver any more, so waiting for it is
+    /// pointless.
+    Revoked,
+}
+
+/// An empty batch that tells the pipeline `news` of a partition.
+fn announce(source: SourceId, key: Key, news: News) -> RecordBatch {
     RecordBatch::with_capacity(
         source,
         Origin::Kafka {
             topic: key.0,
             partition: key.1,
             first_offset: -1,
-            backlog,
+            backlog: matches!(news, News::Assigned),
+            caught_up: matches!(news, News::CaughtUp),
         },
         0,
     )
@@ -662,6 +695,7 @@ impl KafkaSource {
                                 partition: key.1,
                                 first_offset: offset,
                                 backlog: false,
+                                caught_up: false,
                             },
                             batch_bytes,
                         ),
@@ -707,12 +741,17 @@ impl KafkaSource {
             for key in &revoked {
                 pending.remove(key);
             }
+            let mut caught_up =
+                std::mem::take(&mut *shared.caught_up.lock().unwrap_or_else(|e| e.into_inner()));
+            // Seen caught up under an assignment revoked since.
+            caught_up.retain(|key| !revoked.contains(key));
             let announcements = revoked
                 .into_iter()
-                .map(|key| (key, false))
-                .chain(assigned.into_iter().map(|key| (key, true)));
-            for (key, backlog) in announcements {
-                if !send_blocking(&handle, &out, &stop, announce(self.source, key, backlog)) {
+                .map(|key| (key, News::Revoked))
+                .chain(assigned.into_iter().map(|key| (key, News::Assigned)))
+                .chain(caught_up.into_iter().map(|key| (key, News::CaughtUp)));
+            for (key, news) in announcements {
+                if !send_blocking(&handle, &out, &stop, announce(self.source, key, news)) {
                     break 'poll;
                 }
             }
