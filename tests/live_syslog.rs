@@ -1,5 +1,6 @@
 //! Live ingestion over syslog with real clients: util-linux `logger` in
-//! every framing, and real nginx and HAProxy (Debian packages) writing
+//! every framing, rsyslog relaying log files in each of its forward
+//! formats, and real nginx and HAProxy (Debian packages) writing
 //! their access logs to gatewatch's syslog listener while curl attacks a
 //! local upstream through them. nginx also writes the README's recommended
 //! JSON format, for requests sent byte for byte with hostile headers and
@@ -100,27 +101,16 @@ fn is(v: &serde_json::Value, kind: &str, client: &str) -> bool {
     v["kind"] == kind && v["client"] == client
 }
 
-#[test]
-fn logger_in_rfc3164_and_rfc5424_over_udp_and_tcp() {
-    let dir = TempDir::new("live-logger");
-    let port = free_port();
-    let gw = start_embedded(&dir, port);
+/// Thirty refused logins from `ip` as `user`, two seconds apart.
+fn brute_force(ip: &str, user: &str) -> Vec<String> {
+    (0..30)
+        .map(|i| combined(ip, user, i * 2, "POST", "/api/v1/auth/login", 401))
+        .collect()
+}
 
-    let brute: Vec<String> = (0..30)
-        .map(|i| {
-            combined(
-                "203.0.113.50",
-                "admin",
-                i * 2,
-                "POST",
-                "/api/v1/auth/login",
-                401,
-            )
-        })
-        .collect();
-    logger(port, &["--udp", "--rfc3164"], &brute, &dir.0, "udp3164.log");
-
-    let files = [
+/// Ten requests from `ip` for files nobody should serve.
+fn file_scan(ip: &str) -> Vec<String> {
+    [
         "/.env",
         "/.git/config",
         "/backup.zip",
@@ -131,20 +121,33 @@ fn logger_in_rfc3164_and_rfc5424_over_udp_and_tcp() {
         "/wp-config.php.bak",
         "/dump.sql",
         "/.env.production",
-    ];
-    let scan: Vec<String> = files
-        .iter()
-        .enumerate()
-        .map(|(i, p)| combined("203.0.113.51", "-", i as u32, "GET", p, 404))
-        .collect();
-    logger(port, &["--tcp", "--rfc5424"], &scan, &dir.0, "tcp5424.log");
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, p)| combined(ip, "-", i as u32, "GET", p, 404))
+    .collect()
+}
 
-    let admin = support::DENIED_ADMIN_ROUTES;
-    let probe: Vec<String> = admin
+/// Ten admin routes refused to `ip`.
+fn admin_probe(ip: &str) -> Vec<String> {
+    support::DENIED_ADMIN_ROUTES
         .iter()
         .enumerate()
-        .map(|(i, p)| combined("203.0.113.52", "-", i as u32, "GET", p, 403))
-        .collect();
+        .map(|(i, p)| combined(ip, "-", i as u32, "GET", p, 403))
+        .collect()
+}
+
+#[test]
+fn logger_in_rfc3164_and_rfc5424_over_udp_and_tcp() {
+    let dir = TempDir::new("live-logger");
+    let port = free_port();
+    let gw = start_embedded(&dir, port);
+
+    let brute = brute_force("203.0.113.50", "admin");
+    logger(port, &["--udp", "--rfc3164"], &brute, &dir.0, "udp3164.log");
+    let scan = file_scan("203.0.113.51");
+    logger(port, &["--tcp", "--rfc5424"], &scan, &dir.0, "tcp5424.log");
+    let probe = admin_probe("203.0.113.52");
     logger(
         port,
         &["--tcp", "--rfc5424", "--octet-count"],
@@ -152,19 +155,7 @@ fn logger_in_rfc3164_and_rfc5424_over_udp_and_tcp() {
         &dir.0,
         "octet.log",
     );
-
-    let brute_tcp: Vec<String> = (0..30)
-        .map(|i| {
-            combined(
-                "203.0.113.53",
-                "root",
-                i * 2,
-                "POST",
-                "/api/v1/auth/login",
-                401,
-            )
-        })
-        .collect();
+    let brute_tcp = brute_force("203.0.113.53", "root");
     logger(
         port,
         &["--tcp", "--rfc3164"],
@@ -190,6 +181,82 @@ fn logger_in_rfc3164_and_rfc5424_over_udp_and_tcp() {
     assert!(
         log.contains("lines=80"),
         "every line should have been read:\n{log}"
+    );
+}
+
+/// rsyslog, the relay most hosts already run, reading access-log files
+/// (imfile) and forwarding them to gatewatch in each of its forward
+/// formats: RFC 5424 over octet-counted TCP, its own forward format
+/// (RFC 3164 with a high-precision timestamp) over newline-framed TCP, and
+/// the traditional RFC 3164 format over UDP.
+#[test]
+fn rsyslog_relays_access_logs_in_each_forward_format() {
+    let dir = TempDir::new("live-rsyslog");
+    let port = free_port();
+    let gw = start_embedded(&dir, port);
+    let relays = [
+        (
+            "udp3164",
+            r#"protocol="udp" template="RSYSLOG_TraditionalForwardFormat""#,
+            brute_force("203.0.113.60", "admin"),
+        ),
+        (
+            "tcp5424",
+            r#"protocol="tcp" TCP_Framing="octet-counted" template="RSYSLOG_SyslogProtocol23Format""#,
+            file_scan("203.0.113.61"),
+        ),
+        (
+            "tcpfwd",
+            r#"protocol="tcp" template="RSYSLOG_ForwardFormat""#,
+            admin_probe("203.0.113.62"),
+        ),
+    ];
+    let work = dir.path("rsyslog");
+    std::fs::create_dir_all(&work).unwrap();
+    let mut conf = format!(
+        "global(workDirectory=\"{}\")\nmodule(load=\"imfile\")\n",
+        work.display()
+    );
+    for (name, forward, lines) in &relays {
+        let file = dir.path(&format!("{name}.log"));
+        std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+        conf += &format!(
+            "ruleset(name=\"{name}\") {{ action(type=\"omfwd\" target=\"127.0.0.1\" port=\"{port}\" {forward}) }}\n\
+             input(type=\"imfile\" File=\"{}\" Tag=\"nginx:\" Facility=\"local7\" ruleset=\"{name}\")\n",
+            file.display()
+        );
+    }
+    let conf_path = dir.path("rsyslog.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let _rsyslog = Guard(
+        Command::new("/usr/sbin/rsyslogd")
+            .arg("-n")
+            .arg("-f")
+            .arg(&conf_path)
+            .arg("-i")
+            .arg(dir.path("rsyslogd.pid"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run rsyslogd (Debian package rsyslog; scripts/dev-services installs it)"),
+    );
+
+    gw.wait_for_incident("brute force relayed over UDP", WAIT, |v| {
+        is(v, "credential_stuffing", "203.0.113.60")
+    });
+    gw.wait_for_incident("file scan relayed as RFC 5424", WAIT, |v| {
+        is(v, "privilege_probing", "203.0.113.61")
+    });
+    gw.wait_for_incident(
+        "admin probe relayed in rsyslog's forward format",
+        WAIT,
+        |v| is(v, "privilege_probing", "203.0.113.62"),
+    );
+    let (clean, log) = gw.terminate();
+    assert!(clean, "gatewatch did not stop cleanly on SIGTERM:\n{log}");
+    assert!(
+        log.contains("lines=50 parsed=50"),
+        "every relayed line should have been read and parsed:\n{log}"
     );
 }
 
