@@ -577,9 +577,24 @@ async fn bad_parameters_name_the_field_in_one_error_shape() {
     );
     let r = app.get("/api/v1/clients/10.0.0.1", t).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // A NUL anywhere, in a query key or value or a body key or value, is a
+    // 400 whose answer holds none (the document forbids NUL in every
+    // string).
+    for query in ["?x%00y=1", "?status=a%00", "?li%00mit=5"] {
+        let r = app.get(&format!("/api/v1/incidents{query}"), t).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{query}");
+        let text = r.text().await.unwrap();
+        assert!(!text.contains("\\u0000"), "{query}: {text}");
+    }
 
     let a = Some(app.analyst.as_str());
     let comments = format!("/api/v1/incidents/{}/comments", app.spike);
+    for body in [json!({"body": "a\u{0}b"}), json!({"bo\u{0}dy": "x"})] {
+        let r = app.send(Method::POST, &comments, a, Some(body)).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let text = r.text().await.unwrap();
+        assert!(!text.contains("\\u0000"), "{text}");
+    }
     // A body field of the wrong type names it; unknown fields are refused.
     let r = app
         .send(Method::POST, &comments, a, Some(json!({"body": 5})))

@@ -1,7 +1,7 @@
 //! Property-based conformance of the live API to its own OpenAPI document:
 //! schemathesis generates requests from `/api/v1/openapi.json` and runs all
 //! its checks (no 5xx, responses and status codes match the document,
-//! invalid input refused, …) with a valid admin token.
+//! invalid input refused, …) with a valid token of each role.
 //!
 //! schemathesis comes from PyPI into a virtualenv under the target
 //! directory, installed on first run (CI starts from a fresh clone);
@@ -58,46 +58,76 @@ fn schemathesis() -> PathBuf {
     st
 }
 
+/// The token each run sends: every role, so the answers a viewer or an
+/// analyst gets where only an admin may act (403) are held to the document
+/// as well.
+#[derive(Clone, Copy, Debug)]
+enum Role {
+    Viewer,
+    Analyst,
+    Admin,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_server_error_or_schema_violation() {
+    run_as(Role::Admin).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_as_a_viewer() {
+    run_as(Role::Viewer).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_as_an_analyst() {
+    run_as(Role::Analyst).await;
+}
+
+/// Runs every schemathesis check against a fresh app with `role`'s token.
+async fn run_as(role: Role) {
     let st = tokio::task::spawn_blocking(schemathesis).await.unwrap();
     let app = spawn_app().await;
+    let token = match role {
+        Role::Viewer => &app.viewer,
+        Role::Analyst => &app.analyst,
+        Role::Admin => &app.admin,
+    };
     let started = Instant::now();
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api_schemathesis.toml");
+    let report = target_report(role);
     let out = tokio::process::Command::new(&st)
         .args(["--config-file", config, "run"])
         .arg(app.url("/api/v1/openapi.json"))
         .args(["--url", &app.base])
         .args(["--checks", "all"])
-        .args(["--header", &format!("Authorization: Bearer {}", app.admin)])
+        .args(["--header", &format!("Authorization: Bearer {token}")])
         .args(["--max-examples", "30", "--seed", "20261125"])
         .args(["--request-timeout", "10", "--no-color"])
         .env("SCHEMATHESIS_HOOKS", "")
         // Its example database (.schemathesis/) goes to target/, not the tree.
-        .current_dir(target_report().parent().unwrap())
+        .current_dir(report.parent().unwrap())
         .output()
         .await
         .expect("run schemathesis");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let report = target_report();
     std::fs::write(&report, stdout.as_bytes()).unwrap();
     assert!(
         out.status.success(),
-        "schemathesis failed (report in {}):\n{stdout}\n{stderr}",
+        "schemathesis as {role:?} failed (report in {}):\n{stdout}\n{stderr}",
         report.display()
     );
     eprintln!(
-        "schemathesis passed in {:.0} s; report in {}",
+        "schemathesis as {role:?} passed in {:.0} s; report in {}",
         started.elapsed().as_secs_f64(),
         report.display()
     );
     app.stop().await;
 }
 
-fn target_report() -> PathBuf {
+fn target_report(role: Role) -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .parent()
         .unwrap()
-        .join("schemathesis-report.txt")
+        .join(format!("schemathesis-report-{role:?}.txt").to_lowercase())
 }

@@ -187,14 +187,17 @@ impl IntoResponse for ApiError {
             // line carries the method, route and request id.
             tracing::error!(error = format!("{cause:#}"), "Request failed.");
         }
+        // serde's messages quote what they refused (an unknown query key);
+        // no answer holds a NUL (the document says so of every string).
+        let no_nul = |s: &str| s.replace('\0', "\u{FFFD}");
         let field = match &self {
-            ApiError::BadRequest { field, .. } => Some(field.clone()),
+            ApiError::BadRequest { field, .. } => Some(no_nul(field)),
             _ => None,
         };
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code().to_owned(),
-                message: self.to_string(),
+                message: no_nul(&self.to_string()),
                 field,
             },
         };

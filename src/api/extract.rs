@@ -87,7 +87,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or_default();
-        if let Some((key, _)) = form_urlencoded_parse(query).find(|(_, v)| v.contains('\0')) {
+        if let Some((key, _)) =
+            form_urlencoded_parse(query).find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
             return Err(nul(&key));
         }
         let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(query));

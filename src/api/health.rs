@@ -198,6 +198,6 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 )]
 pub async fn openapi_json() -> impl IntoResponse {
     static DOC: OnceLock<String> = OnceLock::new();
-    let doc = DOC.get_or_init(|| super::openapi().to_json().unwrap_or_default());
+    let doc = DOC.get_or_init(super::openapi_document);
     ([(header::CONTENT_TYPE, "application/json")], doc.clone())
 }
