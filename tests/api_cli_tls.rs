@@ -190,11 +190,7 @@ async fn gatewatch_run_serves_https_from_the_config_file() {
         .env("GATEWATCH_DATABASE_URL", &db_url)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_success(&out);
     let token = String::from_utf8(out.stdout)
         .unwrap()
         .lines()

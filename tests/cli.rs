@@ -224,11 +224,7 @@ fn replay_summary_counts_rejections_by_reason_and_incidents_by_kind() {
         .args(["replay", "--format", "nginx_combined", path_str(&log)])
         .output()
         .expect("run gatewatch replay");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_success(&out);
     let summary = replay_summary(&out.stderr);
     let mut expected_rejected = BTreeMap::new();
     for &(reason, _, n) in BAD_LINES {

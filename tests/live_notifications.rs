@@ -396,17 +396,7 @@ impl SmtpReceiver {
 
     /// Mails accepted so far, in arrival order.
     fn mails(&self) -> Vec<Value> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .collect();
-        files.sort();
-        files
-            .iter()
-            .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
-            .collect()
+        gatewatch_alerting::testing::json_files(&self.dir)
     }
 }
 

@@ -84,11 +84,7 @@ fn viewer_token(dir: &TempDir) -> String {
         .args(["token", "create", "--role", "viewer", "--name", "soc"])
         .output()
         .expect("run gatewatch token create");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_success(&out);
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .last()

@@ -170,11 +170,7 @@ fn bad_lines_are_counted_not_fatal() {
         .args(["replay", log.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_success(&out);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let summary = stderr
         .lines()

@@ -11,7 +11,7 @@ mod api_app;
 #[path = "support/cdp.rs"]
 mod cdp;
 
-use api_app::{spawn_app, T0, XSS_PATH};
+use api_app::{spawn_app, TestApp, T0, XSS_PATH};
 use gatewatch_alerting::testing::finding;
 use gatewatch_alerting::{IncidentManager, ManagerConfig};
 use gatewatch_detector::IncidentKind;
@@ -99,12 +99,7 @@ async fn analyst_signs_in_acks_and_sees_attacker_text_as_text() {
     assert!(page.as_str().unwrap().contains("status_changed"), "{page}");
 
     // The API agrees, and names the token that acted.
-    let d: Value = app
-        .get(&format!("/api/v1/incidents/{spike}"), Some(&app.viewer))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let d = detail(&app, spike).await;
     assert_eq!(d["incident"]["status"], "acknowledged");
     let last = d["timeline"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["actor"], "token:analyst");
@@ -128,6 +123,15 @@ const ROWS: &str = "[...document.querySelectorAll('#incidents tr.row')].map((r) 
     status: r.cells[4].textContent}))";
 
 /// A JS condition: the list shows exactly the incidents `ids` (any order).
+/// An incident's detail as the API gives it to a viewer.
+async fn detail(app: &TestApp, id: impl std::fmt::Display) -> Value {
+    app.get(&format!("/api/v1/incidents/{id}"), Some(&app.viewer))
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
 fn listed_exactly(ids: &[String]) -> String {
     format!(
         "(() => {{ const want = {}; const got = {ROWS}.map((r) => r.id).sort(); \
@@ -331,12 +335,7 @@ async fn analyst_filters_comments_resolves_and_sees_live_updates() {
     assert_eq!(last["details"]["from"], "open", "{last}");
     assert_eq!(last["details"]["status"], "resolved", "{last}");
     // The live changes were real ones.
-    let d: Value = app
-        .get(&format!("/api/v1/incidents/{spike}"), Some(&app.viewer))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let d = detail(&app, spike).await;
     assert_eq!(d["incident"]["status"], "acknowledged");
     assert_eq!(
         d["timeline"].as_array().unwrap().last().unwrap()["actor"],

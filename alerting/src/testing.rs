@@ -170,3 +170,24 @@ pub fn finding(kind: IncidentKind, client: &str, first_seen_ms: i64, last_seen_m
         evidence: serde_json::json!({ "events": 10 }),
     }
 }
+
+/// The JSON documents in `dir`, in file-name order: how the test SMTP
+/// server (`alerting/tests/support/smtp_sink.py`) keeps the mails it
+/// accepts, numbered in arrival order.
+pub fn json_files(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|p| {
+            let text =
+                std::fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        })
+        .collect()
+}

@@ -63,6 +63,15 @@ pub fn write_log(scenario: &Scenario, format: LogFormat, path: &Path) -> (Vec<La
     (generated.labels, n)
 }
 
+/// Fails the test, showing the command's stderr, unless it succeeded.
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs `gatewatch replay` with `args`, asserting success.
 pub fn replay(args: &[&str]) -> Output {
     let out = gatewatch()

@@ -303,17 +303,7 @@ impl SmtpSink {
 
     /// Mails received so far, in arrival order.
     pub fn messages(&self) -> Vec<serde_json::Value> {
-        let mut files: Vec<_> = std::fs::read_dir(&self.dir)
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .collect();
-        files.sort();
-        files
-            .iter()
-            .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
-            .collect()
+        crate::testing::json_files(&self.dir)
     }
 
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
