@@ -31,6 +31,11 @@ fn schemathesis() -> PathBuf {
         .to_owned();
     let venv = target.join("schemathesis-venv");
     let st = venv.join("bin/st");
+    // One run per role, each its own process (nextest): the first installs,
+    // the others wait on this lock and find it installed.
+    let lock = std::fs::File::create(target.join("schemathesis-venv.lock"))
+        .expect("create the venv lock file");
+    lock.lock().expect("lock the venv");
     let installed = Command::new(&st)
         .arg("--version")
         .output()
