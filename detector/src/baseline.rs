@@ -8,11 +8,12 @@
 //! `P(X ≥ k) ≤ p`) is computed once when the baseline changes, and each
 //! event only compares an integer.
 
+use serde::{Deserialize, Serialize};
 use statrs::distribution::{DiscreteCDF, NegativeBinomial, Poisson};
 
 /// Exponentially weighted mean and variance, in `f32` to keep per-client
 /// state small (counts are far below `f32` precision limits).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Ewma {
     /// Weighted mean.
     pub mean: f32,

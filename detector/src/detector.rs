@@ -4,6 +4,7 @@ use crate::classify::RequestClass;
 use crate::event::{ClientKey, Event};
 use crate::finding::Finding;
 use crate::population::PopulationView;
+use crate::state::StateError;
 use crate::time::EventTime;
 
 /// Why an event was delivered to a shard: because the shard owns the event's
@@ -58,4 +59,12 @@ pub trait Detector: Send {
 
     /// Approximate bytes of state held, for the memory benchmark and metrics.
     fn state_bytes(&self) -> usize;
+
+    /// This detector's state (not its configuration), encoded, so that a
+    /// restarted process carries on where this one stopped.
+    fn save_state(&self) -> Result<Vec<u8>, StateError>;
+
+    /// Takes back what [`Detector::save_state`] wrote under the same
+    /// configuration, replacing the current state.
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), StateError>;
 }

@@ -16,6 +16,7 @@ use crate::detectors;
 use crate::event::{mix64, ClientKey, Event};
 use crate::finding::Finding;
 use crate::population::{PopulationTracker, PopulationView};
+use crate::state::{EngineState, RouterState, ShardState, StateError};
 use crate::time::EventTime;
 
 /// What the router decided for one event; travels with the event to shards.
@@ -116,6 +117,20 @@ impl Router {
         self.shards
     }
 
+    /// What the router has learned, for a restart.
+    pub fn save(&self) -> RouterState {
+        RouterState {
+            population: self.population.save(),
+            newest: self.newest,
+        }
+    }
+
+    /// Takes back what [`Router::save`] gave.
+    pub fn restore(&mut self, state: RouterState) {
+        self.population.restore(state.population);
+        self.newest = state.newest;
+    }
+
     fn shard_of(&self, hash: u64) -> usize {
         // Multiply-shift instead of `%`: uniform and cheaper.
         ((u128::from(mix64(hash)) * self.shards as u128) >> 64) as usize
@@ -163,6 +178,38 @@ impl Shard {
         for d in &mut self.detectors {
             d.advance(watermark, out);
         }
+    }
+
+    /// Every detector's state, for a restart.
+    pub fn save(&self) -> Result<ShardState, StateError> {
+        Ok(ShardState {
+            population: self.population,
+            detectors: self
+                .detectors
+                .iter()
+                .map(|d| Ok((d.name().to_owned(), d.save_state()?)))
+                .collect::<Result<_, StateError>>()?,
+        })
+    }
+
+    /// A shard as [`Shard::new`] builds it, with what [`Shard::save`] gave
+    /// (under the same configuration, so the same detectors) taken back.
+    pub fn restored(
+        cfg: &DetectionConfig,
+        shards: usize,
+        state: ShardState,
+    ) -> Result<Shard, StateError> {
+        let mut shard = Shard::new(cfg, shards)
+            .map_err(|e| StateError::Mismatch(format!("under a refused configuration: {e}")))?;
+        shard.population = state.population;
+        for d in &mut shard.detectors {
+            let saved = state.detectors.iter().find(|(name, _)| name == d.name());
+            let (_, bytes) = saved.ok_or_else(|| {
+                StateError::Mismatch(format!("without the {} detector", d.name()))
+            })?;
+            d.restore_state(bytes)?;
+        }
+        Ok(shard)
     }
 
     /// Per-detector tracked keys and state bytes.
@@ -248,6 +295,51 @@ impl Engine {
     /// Per-shard, per-detector state sizes.
     pub fn stats(&self) -> Vec<Vec<DetectorStats>> {
         self.shards.iter().map(Shard::stats).collect()
+    }
+
+    /// Everything detection has learned (see [`crate::state`]).
+    pub fn save(&self) -> Result<EngineState, StateError> {
+        Ok(EngineState {
+            router: self.router.save(),
+            shards: self
+                .shards
+                .iter()
+                .map(Shard::save)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// Takes back what [`Engine::save`] gave, from an engine with the same
+    /// configuration and shard count (as [`EngineState::decode`] checks),
+    /// or leaves this engine as it was and says why not.
+    pub fn restore(&mut self, cfg: &DetectionConfig, state: EngineState) -> Result<(), StateError> {
+        let (router, shards) = state.into_parts(cfg, self.shards.len())?;
+        self.router.restore(router);
+        self.shards = shards;
+        Ok(())
+    }
+}
+
+impl EngineState {
+    /// The router's part, and `shards` shards rebuilt from theirs under
+    /// `cfg` (for callers that run shards on their own threads).
+    pub fn into_parts(
+        self,
+        cfg: &DetectionConfig,
+        shards: usize,
+    ) -> Result<(RouterState, Vec<Shard>), StateError> {
+        if self.shards.len() != shards {
+            return Err(StateError::Mismatch(format!(
+                "with {} detection shards (now {shards})",
+                self.shards.len()
+            )));
+        }
+        let built = self
+            .shards
+            .into_iter()
+            .map(|saved| Shard::restored(cfg, shards, saved))
+            .collect::<Result<_, _>>()?;
+        Ok((self.router, built))
     }
 }
 

@@ -10,10 +10,11 @@
 
 use crate::finding::Severity;
 use crate::time::EventTime;
+use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
 /// Emission bookkeeping for one episode (24 bytes).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Episode {
     /// Event time of the episode's first event.
     pub start: EventTime,
@@ -76,7 +77,7 @@ impl Episode {
 /// Up to `N` distinct short strings kept as evidence (paths, usernames,
 /// statuses). Allocated only for keys that already look suspicious, so
 /// ordinary traffic never pays for it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Samples<const N: usize> {
     items: Vec<String>,
 }
@@ -128,14 +129,14 @@ impl<const N: usize> Samples<N> {
 /// Counts halve as time passes ([`decay`](Self::decay)), so an old
 /// attack's sources give way to the current one's. Allocated on the first
 /// failure a key sees.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeavySources<const N: usize> {
     slots: Vec<HeavySlot>,
 }
 
 /// One kept source: its estimated count, and how much of it may have been
 /// inherited from the source it displaced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct HeavySlot {
     ip: IpAddr,
     count: u32,

@@ -1,6 +1,7 @@
 //! The normalised request every log format is turned into.
 
 use crate::time::EventTime;
+use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::fmt;
 use std::hash::Hasher;
@@ -187,7 +188,7 @@ impl fmt::Display for Method {
 /// Small and `Copy` so that it can be a hash-map key on the hot path; an
 /// identity is kept as a 64-bit hash, and its text is taken from the event
 /// whenever a finding needs to show it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ClientKey {
     /// An IPv4 address or a full IPv6 address.
     Ip(IpAddr),

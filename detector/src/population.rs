@@ -25,6 +25,7 @@ use crate::config::DetectionConfig;
 use crate::event::{mix64, ClientKey};
 use crate::time::EventTime;
 use crate::window::bucket_of;
+use serde::{Deserialize, Serialize};
 
 /// What the whole site looks like at one point of the stream, as seen by the
 /// router (which sees every event, in order, whatever the shard count).
@@ -32,7 +33,7 @@ use crate::window::bucket_of;
 /// Broadcast to every shard in-band whenever it changes, so every shard sees
 /// the same view at the same position of the stream: detection stays
 /// independent of how many shards there are.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PopulationView {
     /// How far site-wide traffic is above its own baseline (1.0 = normal).
     /// A per-client spike is judged against `baseline × surge`, so a
@@ -81,6 +82,21 @@ const RATE_ALPHA: f64 = 0.1;
 const SAMPLE_MAX: usize = 4096;
 /// Salt so the sampling hash differs from the shard-picking hash.
 const SALT: u64 = 0x5eed_0f9a_7e00_u64;
+
+/// A [`PopulationTracker`]'s learned figures, saved across a restart.
+#[derive(Serialize, Deserialize)]
+pub struct PopulationState {
+    cur: Option<u32>,
+    sample: Vec<(u64, u32)>,
+    limit: u64,
+    wins_cur: f64,
+    prev_total: f64,
+    site: Ewma,
+    rate_q: f64,
+    rate_n: u32,
+    view: PopulationView,
+    pending: Option<PopulationView>,
+}
 
 /// Keeps the site-wide figures. See the module docs.
 pub struct PopulationTracker {
@@ -249,6 +265,40 @@ impl PopulationTracker {
     fn publish(&mut self) {
         self.view.epoch = self.view.epoch.wrapping_add(1);
         self.pending = Some(self.view);
+    }
+
+    /// What the tracker has learned, for a restart (its configuration is
+    /// not included).
+    pub fn save(&self) -> PopulationState {
+        let mut sample: Vec<(u64, u32)> = self.sample.iter().map(|(&h, &c)| (h, c)).collect();
+        sample.sort_unstable();
+        PopulationState {
+            cur: self.cur,
+            sample,
+            limit: self.limit,
+            wins_cur: self.wins_cur,
+            prev_total: self.prev_total,
+            site: self.site,
+            rate_q: self.rate_q,
+            rate_n: self.rate_n,
+            view: self.view,
+            pending: self.pending,
+        }
+    }
+
+    /// Takes back what [`PopulationTracker::save`] gave.
+    pub fn restore(&mut self, state: PopulationState) {
+        self.cur = state.cur;
+        self.sample.clear();
+        self.sample.extend(state.sample);
+        self.limit = state.limit;
+        self.wins_cur = state.wins_cur;
+        self.prev_total = state.prev_total;
+        self.site = state.site;
+        self.rate_q = state.rate_q;
+        self.rate_n = state.rate_n;
+        self.view = state.view;
+        self.pending = state.pending;
     }
 
     /// The view in force.

@@ -18,6 +18,7 @@
 use crate::event::ClientKey;
 use crate::time::EventTime;
 use hashbrown::HashTable;
+use serde::{Deserialize, Serialize};
 
 const NIL: u32 = u32::MAX;
 /// `next` of a slot on the free list.
@@ -261,6 +262,50 @@ impl<V> ClientTable<V> {
     }
 }
 
+/// A table's entries from the least to the most recently touched, with
+/// its eviction count: what a restarted process needs to rebuild the table
+/// exactly (the same order, so the same clients are evicted first).
+#[derive(Serialize, Deserialize)]
+pub struct TableState<V> {
+    entries: Vec<(ClientKey, EventTime, V)>,
+    evicted: u64,
+}
+
+impl<V> ClientTable<V> {
+    /// The entries, borrowed, for saving.
+    pub fn save(&self) -> TableState<&V> {
+        let mut entries = Vec::with_capacity(self.len);
+        let mut i = self.tail;
+        while i != NIL {
+            let s = &self.slots[i as usize];
+            entries.push((s.key, s.last_seen, &s.value));
+            i = s.prev;
+        }
+        TableState {
+            entries,
+            evicted: self.evicted,
+        }
+    }
+
+    /// Replaces the table's entries with saved ones. Entries beyond the cap
+    /// (a table saved with a larger one) evict the oldest, as live
+    /// inserts would.
+    pub fn restore(&mut self, state: TableState<V>) {
+        *self = ClientTable::new(self.cap, self.idle_ms);
+        for (key, last_seen, value) in state.entries {
+            let mut value = Some(value);
+            let (slot, _) = self.get_or_insert_with(&key, last_seen, || {
+                value.take().expect("a saved table holds each key once")
+            });
+            if let Some(v) = value {
+                // A key saved twice (a corrupt state): the later one wins.
+                *slot = v;
+            }
+        }
+        self.evicted += state.evicted;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,6 +350,29 @@ mod tests {
         assert_eq!(tab.len(), 1);
         assert!(tab.get_mut(&k(2), t(19)).is_none());
         assert!(tab.get_mut(&k(1), t(19)).is_some());
+    }
+
+    #[test]
+    fn a_restored_table_evicts_and_expires_as_the_saved_one_would() {
+        let mut tab: ClientTable<u32> = ClientTable::new(3, 10_000);
+        for i in 0..3 {
+            *tab.get_or_insert_with(&k(i), t(i as i64), || 0).0 = i + 10;
+        }
+        // Touched last but with an older time: order is touch order.
+        assert!(tab.get_mut(&k(0), t(1)).is_some());
+        let bytes = postcard::to_stdvec(&tab.save()).unwrap();
+        let mut back: ClientTable<u32> = ClientTable::new(3, 10_000);
+        back.restore(postcard::from_bytes(&bytes).unwrap());
+        for tab in [&mut tab, &mut back] {
+            // k(1) is the least recently touched: evicted first.
+            tab.get_or_insert_with(&k(9), t(3), || 0);
+            assert!(tab.get_mut(&k(1), t(3)).is_none());
+            // Each keeps its time last seen: k(0) 1 s, k(2) 2 s (10 s idle
+            // is still alive, 11 s is dead).
+            assert_eq!(tab.get_mut(&k(0), t(11)).copied(), Some(10));
+            assert!(tab.get_mut(&k(2), t(13)).is_none());
+        }
+        assert_eq!((tab.evicted(), back.evicted()), (1, 1));
     }
 
     #[test]

@@ -71,14 +71,24 @@ impl fmt::Display for EventTime {
     }
 }
 
+/// RFC 3339 text in human-readable encodings (JSON: findings, records);
+/// the plain millisecond count in binary ones (saved detector state, where
+/// it is smaller and `EventTime::MIN` must survive too).
 impl serde::Serialize for EventTime {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_rfc3339())
+        if s.is_human_readable() {
+            s.serialize_str(&self.to_rfc3339())
+        } else {
+            s.serialize_i64(self.0)
+        }
     }
 }
 
 impl<'de> serde::Deserialize<'de> for EventTime {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if !d.is_human_readable() {
+            return i64::deserialize(d).map(EventTime);
+        }
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         DateTime::parse_from_rfc3339(&s)
             .map(|dt| EventTime::from_datetime(dt.with_timezone(&Utc)))
@@ -89,6 +99,15 @@ impl<'de> serde::Deserialize<'de> for EventTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binary_encodings_keep_the_millisecond_count() {
+        for t in [EventTime::MIN, EventTime::from_millis(1_614_232_668_342)] {
+            let bytes = postcard::to_stdvec(&t).unwrap();
+            assert!(bytes.len() <= 10, "{bytes:?}");
+            assert_eq!(postcard::from_bytes::<EventTime>(&bytes).unwrap(), t);
+        }
+    }
 
     #[test]
     fn rfc3339_round_trips_with_millis() {

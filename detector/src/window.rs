@@ -6,6 +6,8 @@
 //! own bucket while it is still inside the window, else dropped: a fixed
 //! rule, so results do not depend on arrival batching.
 
+use serde::{Deserialize, Serialize};
+
 /// A saturating bucket counter: `u16`, or `u8` where only small counts
 /// matter (long windows judged against low thresholds).
 pub trait Count: Copy + Default + Into<u32> {
@@ -39,6 +41,23 @@ impl<const N: usize, C: Count> Default for BucketWindow<N, C> {
             head: 0,
             counts: [C::default(); N],
         }
+    }
+}
+
+/// Saved as the head bucket and the counts in slot order (serde has no
+/// impls for arrays of any length `N`).
+impl<const N: usize, C: Count + Serialize> Serialize for BucketWindow<N, C> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (self.head, &self.counts[..]).serialize(s)
+    }
+}
+
+impl<'de, const N: usize, C: Count + Deserialize<'de>> Deserialize<'de> for BucketWindow<N, C> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (head, counts) = <(u32, Vec<C>)>::deserialize(d)?;
+        let counts = <[C; N]>::try_from(counts)
+            .map_err(|c| serde::de::Error::invalid_length(c.len(), &"the window's bucket count"))?;
+        Ok(BucketWindow { head, counts })
     }
 }
 
@@ -90,7 +109,7 @@ impl<const N: usize, C: Count> BucketWindow<N, C> {
 /// A 128-bit linear-counting sketch: how many distinct hashes were
 /// inserted, near-exact up to a few dozen and usable to about 400. Sixteen
 /// bytes instead of a set of strings.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Distinct128([u64; 2]);
 
 impl Distinct128 {
@@ -136,7 +155,7 @@ impl Distinct128 {
 /// Distinct values seen over a sliding window: two generations of
 /// [`Distinct128`], each covering half the window. The estimate covers
 /// between half and all of the window.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DistinctWindow {
     gen: u32,
     cur: Distinct128,

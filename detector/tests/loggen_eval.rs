@@ -5,26 +5,12 @@
 //! become an incident of the labelled kind about the labelled client; no
 //! look-alike and no ordinary visitor may raise one.
 
-use gatewatch_detector::{DetectionConfig, Engine, Event, EventTime, Finding, Method};
-use gatewatch_loggen::{generate, Label, Scenario};
-use std::borrow::Cow;
-use std::collections::BTreeSet;
+mod common;
 
-fn to_event(r: &gatewatch_loggen::Request) -> Event<'_> {
-    let mut ev = Event::new(EventTime::from_millis(r.ts_ms), r.ip);
-    ev.method = Method::parse(r.method.as_bytes());
-    ev.host = Cow::Borrowed(r.host);
-    ev.path = Cow::Borrowed(&r.path);
-    ev.query = Cow::Borrowed(&r.query);
-    ev.status = r.status;
-    ev.bytes = r.bytes;
-    ev.user_agent = Cow::Borrowed(r.user_agent);
-    ev.user = r.user.as_deref().map(Cow::Borrowed);
-    ev.identity = r.consumer.as_deref().map(Cow::Borrowed);
-    ev.route = Some(Cow::Borrowed(r.route));
-    ev.latency_ms = Some(r.latency_ms);
-    ev
-}
+use common::to_event;
+use gatewatch_detector::{DetectionConfig, Engine, Finding};
+use gatewatch_loggen::{generate, Label, Scenario};
+use std::collections::BTreeSet;
 
 fn label_matches(l: &Label, f: &Finding) -> bool {
     l.expect == Some(f.kind.as_str())

@@ -40,9 +40,11 @@ use crate::detectors::{client_display, hash_str, idle_ms, ms, shard_cap, target_
 use crate::episode::{Episode, HeavySources, Samples};
 use crate::event::ClientKey;
 use crate::finding::{Finding, IncidentKind, Severity};
+use crate::state::{self, StateError};
 use crate::table::ClientTable;
 use crate::time::EventTime;
 use crate::window::{bucket_of, BucketWindow, Distinct128, DistinctWindow};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 /// The detector's name in findings and config.
@@ -71,7 +73,7 @@ const TARGET_WARMUP: u16 = 30;
 /// Smoothing of the target failure baseline per bucket.
 const TARGET_ALPHA: f64 = 0.02;
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct SourceEvidence {
     users: Samples<5>,
     paths: Samples<3>,
@@ -79,7 +81,7 @@ struct SourceEvidence {
     takeover_at: Option<EventTime>,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct SourceState {
     fails: BucketWindow<SHORT_N>,
     attempts: BucketWindow<SHORT_N>,
@@ -98,7 +100,7 @@ struct SourceState {
     evidence: Option<Box<SourceEvidence>>,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct TargetState {
     fails: BucketWindow<SHORT_N>,
     attempts: BucketWindow<SHORT_N>,
@@ -627,5 +629,16 @@ impl Detector for CredentialStuffing {
             .map(|t| t.heavy.heap_bytes() + t.user_samples.heap_bytes())
             .sum();
         self.sources.table_bytes() + self.targets.table_bytes() + src_heap + tgt_heap
+    }
+
+    fn save_state(&self) -> Result<Vec<u8>, StateError> {
+        state::encode(&(self.sources.save(), self.targets.save()))
+    }
+
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), StateError> {
+        let (sources, targets) = state::decode(state)?;
+        self.sources.restore(sources);
+        self.targets.restore(targets);
+        Ok(())
     }
 }

@@ -33,9 +33,11 @@ use crate::detector::{Detector, Observation, Role};
 use crate::detectors::{client_display, hash_str, idle_ms, ms, shard_cap};
 use crate::episode::{Episode, Samples};
 use crate::finding::{Finding, IncidentKind, Severity};
+use crate::state::{self, StateError};
 use crate::table::ClientTable;
 use crate::time::EventTime;
 use crate::window::{bucket_of, BucketWindow, Distinct128, DistinctWindow};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 /// The detector's name in findings and config.
@@ -59,7 +61,7 @@ const TECHNIQUES: [(u8, &str); 5] = [
 const WIN_N: usize = 6;
 
 /// One walk over the objects of one route.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 struct Walk {
     route: u32,
     ids: Distinct128,
@@ -118,7 +120,7 @@ impl Walk {
 
 /// State only clients that touch privileged routes, sensitive files or
 /// object ids need: boxed, so a flood of plain 404s stays small.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Extra {
     admin_paths: DistinctWindow,
     sensitive: DistinctWindow,
@@ -139,7 +141,7 @@ static NO_EXTRA: Extra = Extra {
     param: Walk::EMPTY,
 };
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct ProbeState {
     total: BucketWindow<WIN_N>,
     denied: BucketWindow<WIN_N>,
@@ -488,5 +490,14 @@ impl Detector for PrivilegeProbing {
             })
             .sum();
         self.table.table_bytes() + heap
+    }
+
+    fn save_state(&self) -> Result<Vec<u8>, StateError> {
+        state::encode(&self.table.save())
+    }
+
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), StateError> {
+        self.table.restore(state::decode(state)?);
+        Ok(())
     }
 }

@@ -31,10 +31,12 @@ use crate::detectors::{client_display, idle_ms, ms, shard_cap};
 use crate::episode::Episode;
 use crate::finding::{Finding, IncidentKind, Severity};
 use crate::population::PopulationView;
+use crate::state::{self, StateError};
 use crate::table::ClientTable;
 use crate::time::EventTime;
 use crate::window::bucket_of;
 use crate::RequestClass;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 /// The detector's name in findings and config.
@@ -54,7 +56,7 @@ const NEW_CLIENT_R: f64 = 4.0;
 /// Threshold meaning "not judged".
 const NEVER: u32 = u32::MAX;
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 struct SpikeState {
     /// The open bucket.
     bucket: u32,
@@ -304,6 +306,15 @@ impl Detector for TrafficSpike {
 
     fn state_bytes(&self) -> usize {
         self.table.table_bytes()
+    }
+
+    fn save_state(&self) -> Result<Vec<u8>, StateError> {
+        state::encode(&self.table.save())
+    }
+
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), StateError> {
+        self.table.restore(state::decode(state)?);
+        Ok(())
     }
 }
 

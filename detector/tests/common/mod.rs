@@ -146,3 +146,22 @@ pub fn run(
     engine.advance(&mut out);
     out
 }
+
+/// A generated request as the parsers would hand it on.
+pub fn to_event(r: &gatewatch_loggen::Request) -> gatewatch_detector::Event<'_> {
+    use gatewatch_detector::{Event, Method};
+    use std::borrow::Cow;
+    let mut ev = Event::new(EventTime::from_millis(r.ts_ms), r.ip);
+    ev.method = Method::parse(r.method.as_bytes());
+    ev.host = Cow::Borrowed(r.host);
+    ev.path = Cow::Borrowed(&r.path);
+    ev.query = Cow::Borrowed(&r.query);
+    ev.status = r.status;
+    ev.bytes = r.bytes;
+    ev.user_agent = Cow::Borrowed(r.user_agent);
+    ev.user = r.user.as_deref().map(Cow::Borrowed);
+    ev.identity = r.consumer.as_deref().map(Cow::Borrowed);
+    ev.route = Some(Cow::Borrowed(r.route));
+    ev.latency_ms = Some(r.latency_ms);
+    ev
+}
