@@ -320,6 +320,13 @@ pub struct PipelineConfig {
     /// thread per shard (worth it when detection, not parsing, is the
     /// bottleneck and there are cores to spare).
     pub detect_threads: usize,
+    /// `run` saves what the detectors have learned (baselines, windows,
+    /// evidence not yet reported) to `state_dir` when it stops cleanly and
+    /// takes it back when it starts, so a restart neither resets every
+    /// client to "new" nor cuts an attack's count short. A state saved
+    /// under another detection configuration or `detect_threads` is set
+    /// aside, not used.
+    pub keep_detector_state: bool,
 }
 
 impl PipelineConfig {
@@ -343,6 +350,7 @@ impl Default for PipelineConfig {
             merge_max_events: 200_000,
             parse_threads: 0,
             detect_threads: 1,
+            keep_detector_state: true,
         }
     }
 }

@@ -845,6 +845,45 @@ fn run_stdin_prints_stores_and_drains_on_sigint() {
     );
 }
 
+/// `gatewatch run` stopped with SIGINT half-way through a log and started
+/// again: the second process takes back the first one's detector state
+/// (`state_dir/detector-state.bin`) and its read position, and between them
+/// they print and store what one replay of the whole log finds.
+#[test]
+fn run_restarted_mid_log_carries_detector_state() {
+    let dir = TempDir::new("cli-run-restart");
+    let (whole, labels, _) = eval_log(&dir);
+    let text = std::fs::read_to_string(&whole).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let (first, second) = lines.split_at(lines.len() * 9 / 20);
+    let log = dir.path("access.log");
+    std::fs::write(&log, first.join("\n") + "\n").unwrap();
+    let db_url = format!("sqlite://{}", dir.path("x.db").display());
+    let args = ["--format", "nginx_combined", path_str(&log)];
+
+    let mut before = run_file_to_sigint(&dir, &db_url, &args, first.len() as u64);
+    let state = dir.path("gatewatch-state").join("detector-state.bin");
+    assert!(state.exists(), "no state saved:\n{}", before.log());
+    let mut printed = before.printed();
+
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    f.write_all((second.join("\n") + "\n").as_bytes()).unwrap();
+    let mut after = run_file_to_sigint(&dir, &db_url, &args, second.len() as u64);
+    assert!(
+        after.log().contains("Detector state taken back"),
+        "{}",
+        after.log()
+    );
+    printed.extend(after.printed());
+    let latest = latest_by_id(&printed);
+    assert_found_exactly_the_attacks(&labels, &latest);
+    let by_replay = latest_by_id(&json_lines(
+        &replay(&["--format", "nginx_combined", path_str(&whole)]).stdout,
+    ));
+    assert_eq!(latest, by_replay, "the restart changed what was found");
+    assert_stored_as_printed(&db_url, &latest);
+}
+
 /// `gatewatch run FILE` to SIGINT: waits until every line of `log` is read,
 /// interrupts, and returns the service once it has exited cleanly.
 fn run_file_to_sigint(dir: &TempDir, db_url: &str, args: &[&str], lines: u64) -> Service {

@@ -9,7 +9,7 @@ mod kafka;
 mod support;
 
 use gatewatch_alerting::testing::TestDb;
-use gatewatch_loggen::{generate, Label, Request, Scenario};
+use gatewatch_loggen::{generate, Label, LogFormat, Request, Scenario};
 use kafka::{
     assert_each_attack_once, brokers, committed_offsets, create_topic, end_offsets, metric_samples,
     metric_total, produce_lines, produce_with, stored, wait_all_found,
@@ -365,4 +365,62 @@ async fn a_live_burst_on_one_partition_is_not_held_for_the_quiet_ones() {
     });
     let (clean, log) = gw.terminate();
     assert!(clean, "{log}");
+}
+
+/// A clean stop half-way through the stream and a start: the second
+/// instance takes back the detector state the first saved (and its
+/// offsets), so between them they find what one replay of the whole stream
+/// finds, severities included. The cut falls inside a credential-stuffing
+/// run that, judged without the first half, is only `medium`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_restart_carries_detector_state() {
+    let (requests, labels) = scenario();
+    let topic = create_topic("gw-restart", PARTITIONS as u32);
+    let group = format!("{topic}-group");
+    let db = TestDb::postgres().await;
+    let store = db.store().await;
+    let dir = TempDir::new("live-kafka-restart");
+    let cut = requests.len() * 9 / 20;
+
+    let (gw, api) = start(&dir, &db, &topic, &group, 1000);
+    wait_watermarks_known(&gw, api).await;
+    produce(&topic, &requests[..cut]).await;
+    wait_received(&gw, api, cut as u64, Duration::from_secs(60)).await;
+    let (clean, log) = gw.terminate();
+    assert!(clean && log.contains("Detector state saved"), "{log}");
+    assert_eq!(committed(&topic, &group), end_offsets(&topic, PARTITIONS));
+
+    let (gw, api) = start(&dir, &db, &topic, &group, 1000);
+    gw.wait_for_log("Detector state taken back", Duration::from_secs(30));
+    wait_watermarks_known(&gw, api).await;
+    produce(&topic, &requests[cut..]).await;
+    wait_received(
+        &gw,
+        api,
+        (requests.len() - cut) as u64,
+        Duration::from_secs(60),
+    )
+    .await;
+    wait_all_found(&store, &labels, Duration::from_secs(180), &[&gw]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (clean, log) = gw.terminate();
+    assert!(clean, "{log}");
+
+    let log_file = dir.0.join("whole.log");
+    support::write_log(
+        &Scenario::eval(42, 800),
+        LogFormat::NginxCombined,
+        &log_file,
+    );
+    let whole = support::replay(&["--format", "nginx_combined", log_file.to_str().unwrap()]);
+    let verdict = |v: &Value| {
+        let field = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+        (field("kind"), field("client"), field("severity"))
+    };
+    let by_replay: BTreeSet<_> = support::latest_by_id(&support::json_lines(&whole.stdout))
+        .values()
+        .map(verdict)
+        .collect();
+    let restarted: BTreeSet<_> = stored(&store).await.iter().map(verdict).collect();
+    assert_eq!(restarted, by_replay, "{log}");
 }

@@ -190,3 +190,139 @@ fn bad_lines_are_counted_not_fatal() {
         "the rejected line is not named by file and line: {stderr}"
     );
 }
+
+/// The log cut in three files at line boundaries (at 20 %, 45 % and 70 %
+/// of its lines, where attacks are under way).
+fn log_in_parts(dir: &TempDir, log: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let text = std::fs::read_to_string(log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let cuts = [
+        0,
+        lines.len() / 5,
+        lines.len() * 9 / 20,
+        lines.len() * 7 / 10,
+    ];
+    cuts.iter()
+        .zip(cuts[1..].iter().chain([&lines.len()]))
+        .enumerate()
+        .map(|(i, (&from, &to))| {
+            let part = dir.path(&format!("part{i}.log"));
+            std::fs::write(&part, lines[from..to].join("\n") + "\n").unwrap();
+            part
+        })
+        .collect()
+}
+
+/// `replay --state FILE` over a log in parts, one process per part, into
+/// one database: the incidents it ends with are those of one replay of the
+/// whole log, field for field, with detection inline and on two shard
+/// threads. Without the state the parts find less.
+#[test]
+fn replaying_in_parts_with_state_finds_what_the_whole_log_finds() {
+    let dir = TempDir::new("state-parts");
+    let log = dir.path("eval.log");
+    let (labels, _) = write_log(&Scenario::eval(42, CLIENTS), LogFormat::NginxCombined, &log);
+    let parts = log_in_parts(&dir, &log);
+    for detect_threads in [1, 2] {
+        let cfg = dir.path(&format!("d{detect_threads}.toml"));
+        let db = |name: &str| dir.path(&format!("d{detect_threads}-{name}.db"));
+        std::fs::write(
+            &cfg,
+            format!("[pipeline]\ndetect_threads = {detect_threads}\n"),
+        )
+        .unwrap();
+        let stored =
+            |db: &std::path::Path, file: &std::path::Path, state: Option<&std::path::Path>| {
+                let mut cmd = gatewatch();
+                cmd.env(
+                    "GATEWATCH_DATABASE_URL",
+                    format!("sqlite://{}", db.display()),
+                )
+                .env("GATEWATCH_LOG", "info")
+                .args([
+                    "replay",
+                    "--store",
+                    "--format",
+                    "nginx_combined",
+                    "--config",
+                ])
+                .arg(&cfg);
+                if let Some(state) = state {
+                    cmd.arg("--state").arg(state);
+                }
+                let out = cmd.arg(file).output().expect("run gatewatch replay");
+                assert_success(&out);
+                (
+                    json_lines(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr).into_owned(),
+                )
+            };
+        let whole = latest_by_id(&stored(&db("whole"), &log, None).0);
+        assert!(score(&labels, &whole).missed.is_empty());
+
+        let state = dir.path(&format!("d{detect_threads}-state.bin"));
+        let (mut printed, mut without) = (Vec::new(), Vec::new());
+        for (i, part) in parts.iter().enumerate() {
+            let (lines, stderr) = stored(&db("parts"), part, Some(&state));
+            assert_eq!(
+                stderr.contains("Detector state taken back"),
+                i > 0,
+                "{detect_threads} detection threads, part {i}:\n{stderr}"
+            );
+            printed.extend(lines);
+            without.extend(stored(&db("forgetful"), part, None).0);
+        }
+        assert!(state.exists(), "the last part saved no state");
+        assert_eq!(
+            latest_by_id(&printed),
+            whole,
+            "{detect_threads} detection threads"
+        );
+        assert_ne!(
+            latest_by_id(&without),
+            whole,
+            "the parts find the same without the state: the cuts test nothing"
+        );
+    }
+}
+
+/// A state saved under other detection settings is set aside, and the
+/// replay runs as if there were none.
+#[test]
+fn a_state_from_other_settings_is_set_aside() {
+    let dir = TempDir::new("state-refused");
+    let log = dir.path("eval.log");
+    write_log(&Scenario::eval(42, CLIENTS), LogFormat::NginxCombined, &log);
+    let parts = log_in_parts(&dir, &log);
+    let state = dir.path("detector-state.bin");
+    let state_arg = state.to_str().unwrap();
+    replay(&[
+        "--format",
+        "nginx_combined",
+        "--state",
+        state_arg,
+        parts[0].to_str().unwrap(),
+    ]);
+    let cfg = dir.path("other.toml");
+    std::fs::write(&cfg, "[detection.traffic_spike]\nmin_events = 61\n").unwrap();
+    let cfg_arg = cfg.to_str().unwrap();
+    let part = parts[1].to_str().unwrap();
+    let out = replay(&[
+        "--config",
+        cfg_arg,
+        "--format",
+        "nginx_combined",
+        "--state",
+        state_arg,
+        part,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Detector state not used")
+            && stderr.contains("another detection configuration"),
+        "{stderr}"
+    );
+    assert!(dir.path("detector-state.refused").exists());
+    let fresh = replay(&["--config", cfg_arg, "--format", "nginx_combined", part]);
+    assert_eq!(json_lines(&out.stdout), json_lines(&fresh.stdout));
+}

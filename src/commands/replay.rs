@@ -1,6 +1,7 @@
 //! `gatewatch replay`: the live pipeline, over files, as fast as possible.
 
 use crate::config::Config;
+use crate::pipeline::state_file::StateFile;
 use crate::pipeline::{self, stats::PipelineStats, Outputs, SourceFormat, StoreFailures};
 use crate::sinks::console::ConsoleSink;
 use anyhow::Context;
@@ -25,6 +26,11 @@ pub struct ReplayArgs {
     /// Store incidents in the configured database (default: in memory only).
     #[arg(long)]
     store: bool,
+    /// Carry detection's state in this file: take it back before the
+    /// first line (when the file is there) and save it after the last, so
+    /// that replaying a log in parts finds what replaying it whole finds.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
     /// Files to replay, in order; `-` reads standard input.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
@@ -55,6 +61,10 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         routing: None,
         watermark: None,
         activity: args.store,
+        detector_state: args
+            .state
+            .as_ref()
+            .map(|path| StateFile::at(path, &cfg.detection)),
     };
     let running = pipeline::start(&cfg, &formats, store, outputs)?;
 

@@ -15,6 +15,7 @@
 
 use crate::api;
 use crate::config::{Config, RepartitionConfig, SourceConfig, SourceKind};
+use crate::pipeline::state_file::{StateFile, STATE_FILE};
 use crate::pipeline::stats::PipelineStats;
 use crate::pipeline::{self, Outputs, SourceFormat, StoreFailures};
 use crate::sinks::console::ConsoleSink;
@@ -228,8 +229,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         routing: notifications.routing(),
         watermark: Some(watermark),
         activity: true,
+        detector_state: cfg
+            .pipeline
+            .keep_detector_state
+            .then(|| StateFile::at(&cfg.state_dir.join(STATE_FILE), &cfg.detection)),
     };
-    let running = pipeline::start(&cfg, &formats, store.clone(), outputs)?;
+    let mut running = pipeline::start(&cfg, &formats, store.clone(), outputs)?;
 
     let health: Vec<(String, Arc<SourceHealth>)> = planned
         .iter()
@@ -245,6 +250,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         None
     };
 
+    let source_metrics: Vec<_> = planned.iter().map(|p| p.metrics.clone()).collect();
+    let unsettled = || -> u64 {
+        source_metrics
+            .iter()
+            .map(|m| {
+                m.unsettled_at_stop
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .sum()
+    };
     let stop_sources = CancellationToken::new();
     let mut supervisors = tokio::task::JoinSet::new();
     for (p, (_, h)) in planned.into_iter().zip(&health) {
@@ -260,10 +275,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     // Sources stop reading but stay alive until their last batches are
     // acknowledged (bounded by each source's own timeout), while the
-    // pipeline keeps draining.
+    // pipeline keeps draining. What they could not settle by then is read
+    // again after a restart (counted from here: a source restarted earlier
+    // has re-read its own already).
+    let unsettled_before = unsettled();
     stop_sources.cancel();
     running.drain();
     while supervisors.join_next().await.is_some() {}
+    let left = unsettled() - unsettled_before;
+    if left > 0 {
+        running.forgo_detector_state(left);
+    }
     let stats = running.finish().await?;
     shutdown.cancel();
     join_api(api).await;

@@ -17,7 +17,7 @@ use super::shards::ShardPool;
 use super::stats::PipelineStats;
 use super::StageMsg;
 use gatewatch_alerting::Watermark;
-use gatewatch_detector::{Engine, Event, EventTime, Finding, RequestClass};
+use gatewatch_detector::{Engine, EngineState, Event, EventTime, Finding, RequestClass, Shard};
 use gatewatch_ingest::Acknowledge;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
@@ -52,15 +52,17 @@ impl DetectStage {
     /// Consumes parsed batches until the input channel closes, then
     /// flushes. `runtime` lets this plain thread wait for a batch with a
     /// timeout (while the merger waits for a quiet partition).
+    /// Returns detection's state when it is kept
+    /// ([`Detecting::keep_state`]).
     pub fn run(
         mut self,
         input: ParsedInput,
         output: mpsc::Sender<StageMsg>,
         runtime: tokio::runtime::Handle,
-    ) {
+    ) -> Option<EngineState> {
         self.detect(input, &output, runtime);
         drop(output);
-        self.detecting.finish();
+        self.detecting.finish()
     }
 
     fn detect(
@@ -139,6 +141,8 @@ pub struct Detecting {
     pub watermark: Option<Watermark>,
     /// Newest event time seen (ms).
     pub newest: i64,
+    /// Hand detection's state back at the end, to be saved.
+    pub keep_state: bool,
 }
 
 /// Where the detectors run.
@@ -183,13 +187,26 @@ impl Detecting {
     }
 
     /// Waits for the shard threads after the last batch (their input
-    /// closes with the pool), passing a shard's panic on.
-    fn finish(self) {
-        if let Detectors::Sharded(pool) = self.detectors {
-            for t in pool.finish() {
-                if let Err(panic) = t.join() {
-                    std::panic::resume_unwind(panic);
-                }
+    /// closes with the pool), passing a shard's panic on; then gives
+    /// detection's state when it is kept.
+    fn finish(self) -> Option<EngineState> {
+        let saved = match self.detectors {
+            Detectors::Inline(inline) => self.keep_state.then(|| inline.engine.save()),
+            Detectors::Sharded(pool) => {
+                let (router, shards) = pool.finish();
+                self.keep_state.then(|| {
+                    Ok(EngineState {
+                        router: router.save(),
+                        shards: shards.iter().map(Shard::save).collect::<Result<_, _>>()?,
+                    })
+                })
+            }
+        };
+        match saved? {
+            Ok(state) => Some(state),
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot save the detector state.");
+                None
             }
         }
     }

@@ -16,6 +16,7 @@ pub mod order;
 pub mod parse;
 pub mod repartition;
 pub mod shards;
+pub mod state_file;
 pub mod stats;
 
 use crate::config::Config;
@@ -24,7 +25,7 @@ use anyhow::Context;
 use gatewatch_alerting::notify::Routing;
 use gatewatch_alerting::{IncidentManager, IncidentStore, ManagerConfig, Watermark};
 use gatewatch_detector::classify::Classifier;
-use gatewatch_detector::{Engine, Finding};
+use gatewatch_detector::{Engine, EngineState, Finding};
 use gatewatch_ingest::formats::{self, FormatKind};
 use gatewatch_ingest::{Acknowledge, RecordBatch};
 use stats::PipelineStats;
@@ -71,8 +72,10 @@ pub struct Running {
     /// Shared counters.
     pub stats: Arc<PipelineStats>,
     parse: Vec<std::thread::JoinHandle<()>>,
-    detect: std::thread::JoinHandle<()>,
+    detect: std::thread::JoinHandle<Option<EngineState>>,
     incidents: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// Where detection's state is saved once everything is stored.
+    state_file: Option<state_file::StateFile>,
 }
 
 impl Running {
@@ -82,6 +85,16 @@ impl Running {
     pub fn drain(&self) {
         self.draining
             .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Leaves detection's state unsaved at [`Running::finish`], because
+    /// `batches` batches will be read again after a restart (their source
+    /// stopped before they were acknowledged): carried over, they would be
+    /// counted twice.
+    pub fn forgo_detector_state(&mut self, batches: u64) {
+        if let Some(file) = self.state_file.take() {
+            tracing::warn!(path = %file.path.display(), unacknowledged_batches = batches, "Detector state not saved: sources stopped before every batch was acknowledged, and those are read again after a restart.");
+        }
     }
 
     /// Waits for the pipeline to drain after every batch sender is dropped.
@@ -94,8 +107,12 @@ impl Running {
         })
         .await?;
         parse.map_err(|_| anyhow::anyhow!("A parse thread panicked"))?;
-        detect.map_err(|_| anyhow::anyhow!("The detection thread panicked"))?;
+        let state = detect.map_err(|_| anyhow::anyhow!("The detection thread panicked"))?;
         self.incidents.await??;
+        // Only now: every finding of the state's events is stored.
+        if let (Some(file), Some(state)) = (&self.state_file, state) {
+            file.save(&state)?;
+        }
         Ok(self.stats)
     }
 }
@@ -122,6 +139,9 @@ pub struct Outputs {
     /// Record per-minute activity of clients with findings (for the web
     /// page's chart).
     pub activity: bool,
+    /// Take detection's state back from this file at start and save it
+    /// there after a clean finish.
+    pub detector_state: Option<state_file::StateFile>,
 }
 
 /// Starts the detection thread and the incident task for sources with the
@@ -171,9 +191,14 @@ pub fn start(
     let pool = parse::start_pool(parse_stages, batch_rx, cfg.pipeline.queue_batches)
         .context("Failed to start the parse threads")?;
     let activity_capacity = if outputs.activity { 10_000 } else { 0 };
+    let shard_count = cfg.pipeline.detect_threads.max(1);
+    let restored = outputs
+        .detector_state
+        .as_ref()
+        .and_then(|f| f.take(shard_count));
     let detectors = match cfg.pipeline.detect_threads {
         0 | 1 => detect::Detectors::Inline(detect::InlineDetectors {
-            engine: Engine::new(&cfg.detection, 1).context("Invalid detection configuration")?,
+            engine: restored_engine(&cfg.detection, restored)?,
             activity: (activity_capacity > 0).then(|| {
                 activity::ActivityTracker::new(activity_capacity, cfg.detection.ipv6_prefix)
             }),
@@ -184,6 +209,7 @@ pub fn start(
             shards::ShardPool::start(
                 &cfg.detection,
                 n,
+                restored,
                 stats.clone(),
                 activity_capacity,
                 msg_tx.clone(),
@@ -203,6 +229,7 @@ pub fn start(
             stats: stats.clone(),
             watermark: outputs.watermark,
             newest: 0,
+            keep_state: outputs.detector_state.is_some(),
         },
     };
     let runtime = tokio::runtime::Handle::current();
@@ -225,5 +252,21 @@ pub fn start(
         parse: pool.threads,
         detect,
         incidents,
+        state_file: outputs.detector_state,
     })
+}
+
+/// The one-shard engine, with `restored` taken back when it fits (a state
+/// that does not is reported and detection starts fresh).
+fn restored_engine(
+    cfg: &gatewatch_detector::DetectionConfig,
+    restored: Option<EngineState>,
+) -> anyhow::Result<Engine> {
+    let mut engine = Engine::new(cfg, 1).context("Invalid detection configuration")?;
+    if let Some(state) = restored {
+        if let Err(e) = engine.restore(cfg, state) {
+            tracing::warn!(error = %e, "Detector state not used; detection starts fresh.");
+        }
+    }
+    Ok(engine)
 }

@@ -28,8 +28,8 @@ use super::stats::PipelineStats;
 use super::StageMsg;
 use gatewatch_detector::config::ConfigError;
 use gatewatch_detector::{
-    DetectionConfig, Event, EventTime, Finding, PopulationView, RequestClass, Role, Routed, Router,
-    Shard,
+    DetectionConfig, EngineState, Event, EventTime, Finding, PopulationView, RequestClass, Role,
+    Routed, Router, Shard,
 };
 use gatewatch_ingest::Acknowledge;
 use std::sync::Arc;
@@ -66,7 +66,8 @@ pub struct ShardPool {
     pending: Vec<ShardBatch>,
     to_shards: Vec<mpsc::Sender<ShardBatch>>,
     to_collector: mpsc::Sender<Option<Box<dyn Acknowledge>>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
+    workers: Vec<std::thread::JoinHandle<Shard>>,
+    collector: std::thread::JoinHandle<()>,
 }
 
 impl ShardPool {
@@ -76,28 +77,33 @@ impl ShardPool {
     pub fn start(
         cfg: &DetectionConfig,
         shards: usize,
+        restored: Option<EngineState>,
         stats: Arc<PipelineStats>,
         activity: usize,
         output: mpsc::Sender<StageMsg>,
     ) -> Result<ShardPool, StartError> {
         let shards = shards.max(1);
-        let router = Router::new(cfg, shards)?;
+        let mut router = Router::new(cfg, shards)?;
+        let mut restored = restored_shards(cfg, shards, restored, &mut router);
         let (to_collector, pending_rx) = mpsc::channel(64);
         let mut to_shards = Vec::with_capacity(shards);
         let mut results = Vec::with_capacity(shards);
-        let mut threads = Vec::with_capacity(shards + 1);
+        let mut workers = Vec::with_capacity(shards);
         for index in 0..shards {
             let (batch_tx, batch_rx) = mpsc::channel::<ShardBatch>(8);
             let (result_tx, result_rx) = mpsc::channel::<ShardResult>(8);
             let worker = ShardWorker {
-                shard: Shard::new(cfg, shards)?,
+                shard: match restored.as_mut().and_then(Vec::pop) {
+                    Some(shard) => shard,
+                    None => Shard::new(cfg, shards)?,
+                },
                 index,
                 stats: stats.clone(),
                 activity: (activity > 0)
                     .then(|| ActivityTracker::new(activity.div_ceil(shards), cfg.ipv6_prefix)),
                 batches: 0,
             };
-            threads.push(
+            workers.push(
                 std::thread::Builder::new()
                     .name(format!("gatewatch-shard-{index}"))
                     .spawn(move || worker.run(batch_rx, result_tx))?,
@@ -110,17 +116,16 @@ impl ShardPool {
             results,
             output,
         };
-        threads.push(
-            std::thread::Builder::new()
-                .name("gatewatch-collect".into())
-                .spawn(move || collector.run())?,
-        );
+        let collector = std::thread::Builder::new()
+            .name("gatewatch-collect".into())
+            .spawn(move || collector.run())?;
         Ok(ShardPool {
             router,
             pending: (0..shards).map(|_| ShardBatch::default()).collect(),
             to_shards,
             to_collector,
-            threads,
+            workers,
+            collector,
         })
     }
 
@@ -150,9 +155,17 @@ impl ShardPool {
     }
 
     /// Closes the shards' and collector's input, so they finish the
-    /// batches they have and stop; returns their threads to join.
-    pub fn finish(self) -> Vec<std::thread::JoinHandle<()>> {
-        self.threads
+    /// batches they have and stop; waits for them (passing a panic on) and
+    /// gives back the router and the shards, with what they learned.
+    pub fn finish(self) -> (Router, Vec<Shard>) {
+        fn join<T>(t: std::thread::JoinHandle<T>) -> T {
+            t.join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        }
+        drop((self.to_shards, self.to_collector));
+        let shards = self.workers.into_iter().map(join).collect();
+        join(self.collector);
+        (self.router, shards)
     }
 
     /// Hands every shard its part of the batch and the collector the
@@ -179,6 +192,28 @@ impl ShardPool {
     }
 }
 
+/// The shards of a restored state, in reverse order (taken with `pop`),
+/// with the router's part put into `router`; `None` (and a warning) when
+/// the state does not fit.
+fn restored_shards(
+    cfg: &DetectionConfig,
+    shards: usize,
+    restored: Option<EngineState>,
+    router: &mut Router,
+) -> Option<Vec<Shard>> {
+    match restored?.into_parts(cfg, shards) {
+        Ok((saved_router, mut built)) => {
+            router.restore(saved_router);
+            built.reverse();
+            Some(built)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "Detector state not used; detection starts fresh.");
+            None
+        }
+    }
+}
+
 /// Why the shard threads did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -200,13 +235,19 @@ struct ShardWorker {
 }
 
 impl ShardWorker {
-    fn run(mut self, mut input: mpsc::Receiver<ShardBatch>, output: mpsc::Sender<ShardResult>) {
+    /// Detects until the input closes; hands the shard back.
+    fn run(
+        mut self,
+        mut input: mpsc::Receiver<ShardBatch>,
+        output: mpsc::Sender<ShardResult>,
+    ) -> Shard {
         while let Some(batch) = input.blocking_recv() {
             let result = self.detect(batch);
             if output.blocking_send(result).is_err() {
-                return;
+                break;
             }
         }
+        self.shard
     }
 
     /// Runs the shard's detectors over one batch, then lets them expire

@@ -475,9 +475,14 @@ impl Tailer {
                 .0;
         }
         let unacknowledged = st.in_flight;
+        self.metrics
+            .unsettled_at_stop
+            .fetch_add(unacknowledged as u64, Relaxed);
         st.dirty = true;
         drop(st);
-        self.write_checkpoint();
+        if !self.write_checkpoint() {
+            self.metrics.unsettled_at_stop.fetch_add(1, Relaxed);
+        }
         tracing::info!(
             source = self.source,
             unacknowledged_batches = unacknowledged,
@@ -754,11 +759,12 @@ impl Tailer {
     }
 
     /// Writes the acknowledged positions, if they changed, atomically.
-    fn write_checkpoint(&self) {
+    /// Writes the checkpoints when they changed; `false` when that failed.
+    fn write_checkpoint(&self) -> bool {
         let state = {
             let mut st = self.checkpoints.lock();
             if !st.dirty {
-                return;
+                return true;
             }
             st.dirty = false;
             let mut files: Vec<Checkpoint> = st.files.values().cloned().collect();
@@ -768,11 +774,13 @@ impl Tailer {
         match write_atomically(&self.state_path, &state) {
             Ok(()) => {
                 self.metrics.commits.fetch_add(1, Relaxed);
+                true
             }
             Err(error) => {
                 self.checkpoints.lock().dirty = true;
                 self.metrics.commit_failures.fetch_add(1, Relaxed);
                 tracing::warn!(source = self.source, path = %self.state_path.display(), %error, "Writing file checkpoints failed; retrying.");
+                false
             }
         }
     }

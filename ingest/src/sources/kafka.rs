@@ -794,6 +794,9 @@ impl KafkaSource {
             None,
             Instant::now() + Duration::from_millis(self.config.rebalance_ack_timeout_ms),
         );
+        self.metrics
+            .unsettled_at_stop
+            .fetch_add(unsettled as u64, Relaxed);
         let tpl = shared.take_commits(None);
         if tpl.count() > 0 {
             match consumer.commit(&tpl, CommitMode::Sync) {
@@ -802,6 +805,7 @@ impl KafkaSource {
                 }
                 Err(error) => {
                     self.metrics.commit_failures.fetch_add(1, Relaxed);
+                    self.metrics.unsettled_at_stop.fetch_add(1, Relaxed);
                     tracing::warn!(source = self.source, %error, "Final commit of Kafka offsets failed; the last acknowledged batches will be replayed.");
                 }
             }

@@ -44,6 +44,11 @@ pub struct SourceMetrics {
     pub commit_failures: AtomicU64,
     /// Gauge: Kafka partitions assigned to this consumer now.
     pub assigned_partitions: AtomicU64,
+    /// Batches the pipeline had not acknowledged when the source stopped
+    /// (or whose final commit failed): they are read again after a
+    /// restart, so detection's state at this stop has counted them once
+    /// already.
+    pub unsettled_at_stop: AtomicU64,
     /// Gauge: Kafka consumer lag per assigned partition.
     kafka_lag: Mutex<BTreeMap<(Arc<str>, i32), i64>>,
 }
