@@ -874,6 +874,8 @@ fn run_restarted_mid_log_carries_detector_state() {
         "{}",
         after.log()
     );
+    // Saved again at the second stop; the copy taken back is gone.
+    assert!(state.exists() && !state.with_extension("taken").exists());
     printed.extend(after.printed());
     let latest = latest_by_id(&printed);
     assert_found_exactly_the_attacks(&labels, &latest);
@@ -882,6 +884,73 @@ fn run_restarted_mid_log_carries_detector_state() {
     ));
     assert_eq!(latest, by_replay, "the restart changed what was found");
     assert_stored_as_printed(&db_url, &latest);
+}
+
+/// A stop that leaves batches unacknowledged saves no detector state: the
+/// file source gives up waiting for them (`shutdown_ack_timeout_ms`) and
+/// will read them again after the restart, so a state that has counted
+/// them would count them twice. The store is held up by a lock on the
+/// incidents table, so that the batches cannot be acknowledged in time.
+#[test]
+fn a_stop_with_unacknowledged_batches_saves_no_state() {
+    let dir = TempDir::new("cli-run-unsettled");
+    let (log, _, _) = eval_log(&dir);
+    let db = block_on(TestDb::postgres());
+    migrate(db.url());
+    let config = dir.path("gatewatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[sources]]\ntype = \"file\"\npaths = [{:?}]\nformat = \"nginx_combined\"\n\
+             shutdown_ack_timeout_ms = 300\n\n[console]\nenabled = true\n",
+            path_str(&log)
+        ),
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut lock = runtime.block_on(async {
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(db.url())
+            .await
+            .unwrap();
+        sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+        // Writes wait; reads (`/metrics`) do not.
+        sqlx::query("LOCK TABLE incidents IN EXCLUSIVE MODE")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn
+    });
+    let mut service = Service::start(
+        &dir,
+        db.url(),
+        &["--config", path_str(&config)],
+        Stdio::null(),
+    );
+    // The first finding waits for the lock, and the batches behind it fill
+    // the pipeline until the source stops reading.
+    let seen = std::cell::Cell::new(None);
+    service.wait_until("the pipeline backs up", Duration::from_secs(30), |s| {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = s.lines_received().filter(|&n| n > 0);
+        now.is_some() && seen.replace(now) == now
+    });
+    service.interrupt();
+    service.wait_until("giving up the state", Duration::from_secs(30), |s| {
+        s.log().contains("Detector state not saved")
+    });
+    runtime.block_on(async {
+        sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+    });
+    let status = service
+        .wait_exit(DRAIN)
+        .expect("exit after the lock is gone");
+    assert!(status.success(), "{}", service.log());
+    let state = dir.path("gatewatch-state").join("detector-state.bin");
+    assert!(!state.exists(), "{}", service.log());
+    assert!(
+        !service.printed().is_empty(),
+        "the findings were stored in the end"
+    );
 }
 
 /// `gatewatch run FILE` to SIGINT: waits until every line of `log` is read,

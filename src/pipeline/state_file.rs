@@ -2,12 +2,14 @@
 //! pipeline stops cleanly and taken back when it starts (the format and its
 //! checks are `gatewatch_detector::state`'s).
 //!
-//! A state is taken back once: the file is removed as it is read, so only
-//! the state of a clean stop is ever used. After a crash the next start
-//! begins fresh (its sources re-deliver what was not acknowledged, and the
-//! state of the stop before the crash would not match them). A file that
-//! cannot be used is set aside beside it, not deleted, and detection
-//! starts fresh.
+//! A state is taken back once: as it is read the file is renamed
+//! `detector-state.taken`, and that copy is removed when the next clean
+//! stop has saved its own. So only the state of a clean stop is ever used:
+//! after a crash (or a start that failed half-way) the next start begins
+//! fresh, because the state of the stop before no longer matches what the
+//! sources deliver; the `.taken` copy stays for an operator who wants it
+//! back anyway. A file that cannot be used is set aside as
+//! `detector-state.refused`, and detection starts fresh.
 
 use anyhow::Context;
 use gatewatch_detector::{DetectionConfig, EngineState};
@@ -36,8 +38,8 @@ impl StateFile {
     }
 
     /// The state saved for `shards` detection shards, if a usable one is
-    /// there; the file is gone afterwards (set aside when it was not
-    /// usable, with a warning saying why).
+    /// there; the file is moved aside afterwards (as `.taken`, or as
+    /// `.refused` with a warning saying why it was not usable).
     pub fn take(&self, shards: usize) -> Option<EngineState> {
         let bytes = match std::fs::read(&self.path) {
             Ok(bytes) => bytes,
@@ -49,8 +51,8 @@ impl StateFile {
         };
         match EngineState::decode(&bytes, &self.detection, shards) {
             Ok(state) => {
-                if let Err(e) = std::fs::remove_file(&self.path) {
-                    tracing::warn!(path = %self.path.display(), error = %e, "Cannot remove the detector state taken back; detection starts fresh.");
+                if let Err(e) = std::fs::rename(&self.path, self.taken()) {
+                    tracing::warn!(path = %self.path.display(), error = %e, "Cannot move the detector state taken back aside; detection starts fresh.");
                     return None;
                 }
                 tracing::info!(path = %self.path.display(), bytes = bytes.len(), "Detector state taken back from the last clean stop.");
@@ -69,6 +71,11 @@ impl StateFile {
                 None
             }
         }
+    }
+
+    /// Where a state taken back is kept until the next one is saved.
+    fn taken(&self) -> PathBuf {
+        self.path.with_extension("taken")
     }
 
     /// Writes `state` atomically: a temporary file beside it, synced, then
@@ -90,6 +97,12 @@ impl StateFile {
             .with_context(|| format!("Cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, &self.path)
             .with_context(|| format!("Cannot write {}", self.path.display()))?;
+        match std::fs::remove_file(self.taken()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(path = %self.taken().display(), error = %e, "Cannot remove the state taken back at start.");
+            }
+            _ => {}
+        }
         tracing::info!(
             path = %self.path.display(),
             bytes = bytes.len(),
