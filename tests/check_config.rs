@@ -145,6 +145,10 @@ fn a_valid_config_prints_the_plan_without_its_secrets() {
         line("detectors: "),
         "detectors: credential_stuffing, privilege_probing"
     );
+    assert!(
+        line("detector state: ").ends_with("detector-state.bin"),
+        "{plan}"
+    );
     assert_eq!(line("api: "), "api: http://127.0.0.1:9191");
     let channels = line("notifications: ");
     for part in ["soar (webhook)", "soc-mail (email)", "soc-slack (slack)"] {

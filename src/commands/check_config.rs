@@ -80,6 +80,16 @@ pub fn plan(args: &RunArgs) -> anyhow::Result<String> {
             .filter_map(|(on, name)| on.then_some(name))
             .collect();
             let _ = writeln!(out, "detectors: {}", enabled.join(", "));
+            let state = cfg.state_dir.join(crate::pipeline::state_file::STATE_FILE);
+            let _ = writeln!(
+                out,
+                "detector state: {}",
+                if cfg.pipeline.keep_detector_state {
+                    format!("kept across clean restarts in {}", state.display())
+                } else {
+                    "not kept (pipeline.keep_detector_state = false)".to_string()
+                }
+            );
         }
     }
     if cfg.api.enabled {
