@@ -41,9 +41,16 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, StateE
     postcard::to_stdvec(value).map_err(StateError::Encode)
 }
 
-/// Decodes one part of a state.
+/// Decodes one part of a state, which must use every byte: bytes left
+/// over mean a layout this version does not know.
 pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, StateError> {
-    postcard::from_bytes(bytes).map_err(StateError::Decode)
+    match postcard::take_from_bytes(bytes).map_err(StateError::Decode)? {
+        (value, []) => Ok(value),
+        (_, rest) => Err(StateError::Mismatch(format!(
+            "in a layout this version does not read ({} bytes left over)",
+            rest.len()
+        ))),
+    }
 }
 
 /// Leads every state file, so that another file is refused at once.

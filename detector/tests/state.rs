@@ -95,6 +95,11 @@ fn a_state_is_refused_under_other_conditions_and_the_engine_kept() {
     for r in refused {
         assert!(matches!(r, Err(StateError::Mismatch(_))), "{:?}", r.err());
     }
+    let longer = [&saved[..], b"\0"].concat();
+    assert!(matches!(
+        EngineState::decode(&longer, &cfg, 2),
+        Err(StateError::Mismatch(_))
+    ));
     let cut_off = &saved[..saved.len() * 2 / 3];
     assert!(matches!(
         EngineState::decode(cut_off, &cfg, 2),
