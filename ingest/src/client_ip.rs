@@ -255,6 +255,17 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// A seeded stream of numbers below `n` (xorshift), for the randomized
+    /// comparisons with `std`.
+    fn xorshift(mut seed: u64) -> impl FnMut(u64) -> usize {
+        move |n| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n) as usize
+        }
+    }
+
     fn resolver(nets: &[&str]) -> ClientResolver {
         ClientResolver::new(nets.iter().map(|n| n.parse().unwrap()).collect())
     }
@@ -293,13 +304,7 @@ mod tests {
                 "{edge:?}"
             );
         }
-        let mut seed = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n) as usize
-        };
+        let mut next = xorshift(0x2545_F491_4F6C_DD1Du64);
         let mut answered = 0;
         for _ in 0..100_000 {
             // Four runs of one to three digits, then sometimes one byte
@@ -368,13 +373,7 @@ mod tests {
         ] {
             check(edge);
         }
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n) as usize
-        };
+        let mut next = xorshift(0x9E37_79B9_7F4A_7C15u64);
         let mut answered = 0;
         for _ in 0..100_000 {
             // Up to nine groups of zero to five hex digits joined by one
