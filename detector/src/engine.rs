@@ -299,14 +299,7 @@ impl Engine {
 
     /// Everything detection has learned (see [`crate::state`]).
     pub fn save(&self) -> Result<EngineState, StateError> {
-        Ok(EngineState {
-            router: self.router.save(),
-            shards: self
-                .shards
-                .iter()
-                .map(Shard::save)
-                .collect::<Result<_, _>>()?,
-        })
+        EngineState::gather(&self.router, &self.shards)
     }
 
     /// Takes back what [`Engine::save`] gave, from an engine with the same
@@ -314,13 +307,35 @@ impl Engine {
     /// or leaves this engine as it was and says why not.
     pub fn restore(&mut self, cfg: &DetectionConfig, state: EngineState) -> Result<(), StateError> {
         let (router, shards) = state.into_parts(cfg, self.shards.len())?;
-        self.router.restore(router);
-        self.shards = shards;
+        *self = Engine::from_parts(cfg, router, shards)
+            .map_err(|e| StateError::Mismatch(format!("under a refused configuration: {e}")))?;
         Ok(())
+    }
+
+    /// An engine from a restored state's parts ([`EngineState::into_parts`]).
+    pub fn from_parts(
+        cfg: &DetectionConfig,
+        router: RouterState,
+        shards: Vec<Shard>,
+    ) -> Result<Engine, ConfigError> {
+        let mut engine = Engine {
+            router: Router::new(cfg, shards.len())?,
+            shards,
+        };
+        engine.router.restore(router);
+        Ok(engine)
     }
 }
 
 impl EngineState {
+    /// The state of a router and its shards, wherever they run.
+    pub fn gather(router: &Router, shards: &[Shard]) -> Result<EngineState, StateError> {
+        Ok(EngineState {
+            router: router.save(),
+            shards: shards.iter().map(Shard::save).collect::<Result<_, _>>()?,
+        })
+    }
+
     /// The router's part, and `shards` shards rebuilt from theirs under
     /// `cfg` (for callers that run shards on their own threads).
     pub fn into_parts(
@@ -329,10 +344,7 @@ impl EngineState {
         shards: usize,
     ) -> Result<(RouterState, Vec<Shard>), StateError> {
         if self.shards.len() != shards {
-            return Err(StateError::Mismatch(format!(
-                "with {} detection shards (now {shards})",
-                self.shards.len()
-            )));
+            return Err(crate::state::shard_mismatch(self.shards.len(), shards));
         }
         let built = self
             .shards

@@ -53,6 +53,11 @@ pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, State
     }
 }
 
+/// The refusal of a state saved for another number of shards.
+pub(crate) fn shard_mismatch(saved: usize, now: usize) -> StateError {
+    StateError::Mismatch(format!("with {saved} detection shards (now {now})"))
+}
+
 /// Leads every state file, so that another file is refused at once.
 const MAGIC: [u8; 8] = *b"gwstate\0";
 /// Bumped whenever any saved type changes shape.
@@ -146,10 +151,7 @@ impl EngineState {
             ));
         }
         if saved.shards != now.shards {
-            return Err(StateError::Mismatch(format!(
-                "with {} detection shards (now {})",
-                saved.shards, now.shards
-            )));
+            return Err(shard_mismatch(saved.shards as usize, shards));
         }
         decode(rest)
     }

@@ -17,7 +17,7 @@ use super::shards::ShardPool;
 use super::stats::PipelineStats;
 use super::StageMsg;
 use gatewatch_alerting::Watermark;
-use gatewatch_detector::{Engine, EngineState, Event, EventTime, Finding, RequestClass, Shard};
+use gatewatch_detector::{Engine, EngineState, Event, EventTime, Finding, RequestClass};
 use gatewatch_ingest::Acknowledge;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
@@ -194,12 +194,8 @@ impl Detecting {
             Detectors::Inline(inline) => self.keep_state.then(|| inline.engine.save()),
             Detectors::Sharded(pool) => {
                 let (router, shards) = pool.finish();
-                self.keep_state.then(|| {
-                    Ok(EngineState {
-                        router: router.save(),
-                        shards: shards.iter().map(Shard::save).collect::<Result<_, _>>()?,
-                    })
-                })
+                self.keep_state
+                    .then(|| EngineState::gather(&router, &shards))
             }
         };
         match saved? {

@@ -198,7 +198,11 @@ pub fn start(
         .and_then(|f| f.take(shard_count));
     let detectors = match cfg.pipeline.detect_threads {
         0 | 1 => detect::Detectors::Inline(detect::InlineDetectors {
-            engine: restored_engine(&cfg.detection, restored)?,
+            engine: match restored {
+                Some((router, shards)) => Engine::from_parts(&cfg.detection, router, shards),
+                None => Engine::new(&cfg.detection, 1),
+            }
+            .context("Invalid detection configuration")?,
             activity: (activity_capacity > 0).then(|| {
                 activity::ActivityTracker::new(activity_capacity, cfg.detection.ipv6_prefix)
             }),
@@ -254,19 +258,4 @@ pub fn start(
         incidents,
         state_file: outputs.detector_state,
     })
-}
-
-/// The one-shard engine, with `restored` taken back when it fits (a state
-/// that does not is reported and detection starts fresh).
-fn restored_engine(
-    cfg: &gatewatch_detector::DetectionConfig,
-    restored: Option<EngineState>,
-) -> anyhow::Result<Engine> {
-    let mut engine = Engine::new(cfg, 1).context("Invalid detection configuration")?;
-    if let Some(state) = restored {
-        if let Err(e) = engine.restore(cfg, state) {
-            tracing::warn!(error = %e, "Detector state not used; detection starts fresh.");
-        }
-    }
-    Ok(engine)
 }

@@ -27,9 +27,10 @@ use super::parse::Parked;
 use super::stats::PipelineStats;
 use super::StageMsg;
 use gatewatch_detector::config::ConfigError;
+use gatewatch_detector::state::RouterState;
 use gatewatch_detector::{
-    DetectionConfig, EngineState, Event, EventTime, Finding, PopulationView, RequestClass, Role,
-    Routed, Router, Shard,
+    DetectionConfig, Event, EventTime, Finding, PopulationView, RequestClass, Role, Routed, Router,
+    Shard,
 };
 use gatewatch_ingest::Acknowledge;
 use std::sync::Arc;
@@ -77,14 +78,19 @@ impl ShardPool {
     pub fn start(
         cfg: &DetectionConfig,
         shards: usize,
-        restored: Option<EngineState>,
+        restored: Option<(RouterState, Vec<Shard>)>,
         stats: Arc<PipelineStats>,
         activity: usize,
         output: mpsc::Sender<StageMsg>,
     ) -> Result<ShardPool, StartError> {
         let shards = shards.max(1);
         let mut router = Router::new(cfg, shards)?;
-        let mut restored = restored_shards(cfg, shards, restored, &mut router);
+        // Taken with `pop`, so reversed: shard 0 first.
+        let mut restored = restored.map(|(saved, mut built)| {
+            router.restore(saved);
+            built.reverse();
+            built
+        });
         let (to_collector, pending_rx) = mpsc::channel(64);
         let mut to_shards = Vec::with_capacity(shards);
         let mut results = Vec::with_capacity(shards);
@@ -189,28 +195,6 @@ impl ShardPool {
             }
         }
         self.to_collector.blocking_send(ack).is_ok()
-    }
-}
-
-/// The shards of a restored state, in reverse order (taken with `pop`),
-/// with the router's part put into `router`; `None` (and a warning) when
-/// the state does not fit.
-fn restored_shards(
-    cfg: &DetectionConfig,
-    shards: usize,
-    restored: Option<EngineState>,
-    router: &mut Router,
-) -> Option<Vec<Shard>> {
-    match restored?.into_parts(cfg, shards) {
-        Ok((saved_router, mut built)) => {
-            router.restore(saved_router);
-            built.reverse();
-            Some(built)
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "Detector state not used; detection starts fresh.");
-            None
-        }
     }
 }
 

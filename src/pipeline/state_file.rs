@@ -12,7 +12,8 @@
 //! `detector-state.refused`, and detection starts fresh.
 
 use anyhow::Context;
-use gatewatch_detector::{DetectionConfig, EngineState};
+use gatewatch_detector::state::RouterState;
+use gatewatch_detector::{DetectionConfig, EngineState, Shard};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -37,10 +38,11 @@ impl StateFile {
         }
     }
 
-    /// The state saved for `shards` detection shards, if a usable one is
-    /// there; the file is moved aside afterwards (as `.taken`, or as
-    /// `.refused` with a warning saying why it was not usable).
-    pub fn take(&self, shards: usize) -> Option<EngineState> {
+    /// The state saved for `shards` detection shards, rebuilt as the
+    /// router's part and the shards, if a usable one is there; the file is
+    /// moved aside afterwards (as `.taken`, or as `.refused` with a warning
+    /// saying why it was not usable).
+    pub fn take(&self, shards: usize) -> Option<(RouterState, Vec<Shard>)> {
         let bytes = match std::fs::read(&self.path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
@@ -49,14 +51,16 @@ impl StateFile {
                 return None;
             }
         };
-        match EngineState::decode(&bytes, &self.detection, shards) {
-            Ok(state) => {
+        let usable = EngineState::decode(&bytes, &self.detection, shards)
+            .and_then(|state| state.into_parts(&self.detection, shards));
+        match usable {
+            Ok(parts) => {
                 if let Err(e) = std::fs::rename(&self.path, self.taken()) {
                     tracing::warn!(path = %self.path.display(), error = %e, "Cannot move the detector state taken back aside; detection starts fresh.");
                     return None;
                 }
                 tracing::info!(path = %self.path.display(), bytes = bytes.len(), "Detector state taken back from the last clean stop.");
-                Some(state)
+                Some(parts)
             }
             Err(e) => {
                 let aside = self.path.with_extension("refused");
